@@ -1,0 +1,105 @@
+#include "kernels/arena.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "kernels/cuda/cuda_ops.h"
+
+namespace sparta::kernels {
+
+static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+Arena Arena::measuring(Device device) {
+  Arena a;
+  a.device_ = device;
+  a.measuring_ = true;
+  a.name_ = "measuring";
+  return a;
+}
+
+Arena::Arena(Device device, size_t capacity_bytes, std::string name)
+    : device_(device), name_(std::move(name)), capacity_(round_up(capacity_bytes, kAlign)) {
+  if (capacity_ > 0) {
+    base_ = static_cast<char*>(device_malloc(device_, capacity_));
+    zero(Tensor(base_, DType::u16, device_, {static_cast<int64_t>(capacity_ / 2)}));
+  }
+}
+
+Arena::~Arena() { release(); }
+
+Arena::Arena(Arena&& o) noexcept { *this = std::move(o); }
+
+Arena& Arena::operator=(Arena&& o) noexcept {
+  if (this != &o) {
+    release();
+    device_ = o.device_;
+    name_ = std::move(o.name_);
+    base_ = std::exchange(o.base_, nullptr);
+    capacity_ = std::exchange(o.capacity_, 0);
+    used_ = std::exchange(o.used_, 0);
+    measuring_ = o.measuring_;
+  }
+  return *this;
+}
+
+void Arena::release() {
+  if (base_) device_free(device_, base_);
+  base_ = nullptr;
+}
+
+Tensor Arena::alloc(DType dtype, std::initializer_list<int64_t> dims) {
+  Tensor t(nullptr, dtype, device_, dims);
+  const size_t bytes = round_up(t.nbytes(), kAlign);
+  if (!measuring_) {
+    SPARTA_CHECK(used_ + bytes <= capacity_,
+                 "arena '{}' exhausted: {} + {} > {} bytes (the plan under-counted)", name_, used_,
+                 bytes, capacity_);
+    t.data = base_ + used_;
+  }
+  used_ += bytes;
+  return t;
+}
+
+Tensor Arena::flat_f32() const {
+  SPARTA_CHECK(!measuring_, "flat view of a measuring arena");
+  return Tensor(base_, DType::f32, device_, {static_cast<int64_t>(used_ / 4)});
+}
+
+void* device_malloc(Device d, size_t bytes) {
+  if (d.is_cuda()) return cuda::malloc_device(d.index, bytes);
+  void* p = std::aligned_alloc(Arena::kAlign, round_up(bytes, Arena::kAlign));
+  SPARTA_CHECK(p != nullptr, "out of host memory allocating {} bytes", bytes);
+  return p;
+}
+
+void device_free(Device d, void* p) {
+  if (d.is_cuda())
+    cuda::free_device(d.index, p);
+  else
+    std::free(p);
+}
+
+void copy(Tensor dst, Tensor src) {
+  SPARTA_CHECK(dst.nbytes() == src.nbytes() && dst.dtype == src.dtype, "copy {}:{} <- {}:{}",
+               to_string(dst.dtype), dst.shape_str(), to_string(src.dtype), src.shape_str());
+  if (dst.nbytes() == 0) return;
+  if (dst.device.is_cpu() && src.device.is_cpu()) {
+    std::memcpy(dst.data, src.data, dst.nbytes());
+    return;
+  }
+  cuda::copy_bytes(dst.data, dst.device.is_cuda(), src.data, src.device.is_cuda(), dst.nbytes());
+}
+
+void zero(Tensor t) {
+  if (t.nbytes() == 0) return;
+  if (t.device.is_cuda())
+    cuda::zero_bytes(t.data, t.nbytes());
+  else
+    std::memset(t.data, 0, t.nbytes());
+}
+
+bool cuda_available() { return cuda_device_count() > 0; }
+int cuda_device_count() { return cuda::device_count(); }
+
+}  // namespace sparta::kernels

@@ -1,0 +1,60 @@
+// Arena: one owning allocation per (purpose, device), carved into tensors by a bump pointer.
+//
+// Memory is planned, not discovered: a component runs its allocation code once against a
+// measuring arena (no memory, just the byte count), then once against a real arena of exactly that
+// size. After construction nothing is allocated, so the training step never touches the heap.
+#pragma once
+
+#include <cstddef>
+#include <initializer_list>
+#include <string>
+
+#include "kernels/tensor.h"
+
+namespace sparta::kernels {
+
+class Arena {
+ public:
+  static constexpr size_t kAlign = 256;  // covers AVX-512 rows and CUDA's 256-byte alignment
+
+  // A measuring arena: alloc() returns tensors with no data and only counts bytes.
+  static Arena measuring(Device device = Device::cpu());
+
+  Arena() = default;
+  Arena(Device device, size_t capacity_bytes, std::string name = "arena");
+  ~Arena();
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  Arena(Arena&& o) noexcept;
+  Arena& operator=(Arena&& o) noexcept;
+
+  // Zero-initialised tensor carved from the arena.
+  Tensor alloc(DType dtype, std::initializer_list<int64_t> dims);
+
+  size_t used() const { return used_; }
+  size_t capacity() const { return capacity_; }
+  bool is_measuring() const { return measuring_; }
+  Device device() const { return device_; }
+  // The whole used range as one flat f32 tensor (all tensors of an f32 arena in order, padding
+  // included; padding is zero and stays zero, so norms and optimizer steps over it are exact).
+  Tensor flat_f32() const;
+
+ private:
+  void release();
+  Device device_{};
+  std::string name_;
+  char* base_ = nullptr;
+  size_t capacity_ = 0;
+  size_t used_ = 0;
+  bool measuring_ = false;
+};
+
+// Device memory and transfers. Host<->device copies are synchronous.
+void* device_malloc(Device d, size_t bytes);
+void device_free(Device d, void* p);
+void copy(Tensor dst, Tensor src);  // any device pair; shapes' element counts and dtypes match
+void zero(Tensor t);
+bool cuda_available();  // false when built without CUDA, or no usable GPU/driver
+int cuda_device_count();
+
+}  // namespace sparta::kernels

@@ -1,0 +1,42 @@
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cpu/cpu_ops.h"
+
+namespace sparta::kernels::cpu {
+
+void lm_head_xent(float* losses, float* logits_ws, const float* hidden, const float* wout,
+                  const int32_t* targets, int64_t N, int64_t C, int64_t V, int64_t R, float dloss,
+                  float* dhidden, float* dwout) {
+  const bool backward = dhidden || dwout;
+  for (int64_t r0 = 0; r0 < N; r0 += R) {
+    const int64_t nr = std::min(R, N - r0);
+    const float* h = hidden + r0 * C;
+    gemm(false, true, nr, V, C, 1.0f, h, C, wout, C, 0.0f, logits_ws, V);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < nr; ++i) {
+      float* z = logits_ws + i * V;
+      const int32_t tgt = targets[r0 + i];
+      if (tgt < 0) {  // ignored position: no loss, no gradient
+        losses[r0 + i] = 0.0f;
+        if (backward) std::fill(z, z + V, 0.0f);
+        continue;
+      }
+      float mx = z[0];
+      for (int64_t j = 1; j < V; ++j) mx = std::max(mx, z[j]);
+      double sum = 0.0;
+      for (int64_t j = 0; j < V; ++j) sum += std::exp(static_cast<double>(z[j] - mx));
+      const double lse = mx + std::log(sum);
+      losses[r0 + i] = static_cast<float>(lse - z[tgt]);
+      if (backward) {  // dlogits = dloss * (softmax - onehot), written over the logits
+        for (int64_t j = 0; j < V; ++j)
+          z[j] = dloss * static_cast<float>(std::exp(static_cast<double>(z[j]) - lse));
+        z[tgt] -= dloss;
+      }
+    }
+    if (dhidden) gemm(false, false, nr, C, V, 1.0f, logits_ws, V, wout, C, 1.0f, dhidden + r0 * C, C);
+    if (dwout) gemm(true, false, V, C, nr, 1.0f, logits_ws, V, h, C, 1.0f, dwout, C);
+  }
+}
+
+}  // namespace sparta::kernels::cpu

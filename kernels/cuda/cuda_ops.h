@@ -1,0 +1,26 @@
+// The CUDA twin of every op in kernels/backend_ops.inc, plus device memory. Compiled only when
+// SPARTA_HAVE_CUDA; otherwise kernels/cuda/no_cuda.cpp provides the memory entry points (device
+// count 0, allocation refused) and kernels/ops.cpp never dispatches here.
+//
+// All kernels run on the default stream of the current device; host<->device copies synchronise.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/op_types.h"
+
+namespace sparta::kernels::cuda {
+
+int device_count();  // 0 when there is no usable GPU or driver (never throws)
+void* malloc_device(int device, size_t bytes);
+void free_device(int device, void* p);
+void copy_bytes(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes);
+void zero_bytes(void* p, size_t bytes);
+void synchronize();
+
+#ifdef SPARTA_HAVE_CUDA
+#include "kernels/backend_ops.inc"
+#endif
+
+}  // namespace sparta::kernels::cuda

@@ -1,0 +1,275 @@
+// Shape checks and device dispatch for kernels/ops.h. Checks live here once, so the CPU and CUDA
+// backends receive raw pointers and trusted sizes.
+#include "kernels/ops.h"
+
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cuda/cuda_ops.h"
+
+namespace sparta::kernels {
+
+namespace {
+
+float* opt_f32(const Tensor& t) { return t.empty() ? nullptr : t.f32(); }
+
+void same_device(const char* op, std::initializer_list<const Tensor*> ts) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : ts) {
+    if (t->empty()) continue;
+    if (!first) first = t;
+    SPARTA_CHECK(t->device == first->device, "{}: tensors on {} and {}", op,
+                 to_string(first->device), to_string(t->device));
+  }
+}
+
+void expect_numel(const char* op, const char* name, const Tensor& t, int64_t n) {
+  if (t.empty()) return;
+  SPARTA_CHECK(t.numel() == n, "{}: {} has shape {} ({} elements), expected {}", op, name,
+               t.shape_str(), t.numel(), n);
+}
+
+[[noreturn, maybe_unused]] void no_cuda() {
+  throw Error(ErrorKind::usage, "CUDA tensor given to an op, but sparta was built without CUDA");
+}
+
+}  // namespace
+
+#ifdef SPARTA_HAVE_CUDA
+#define SPARTA_DISPATCH(dev, call) \
+  do {                             \
+    if ((dev).is_cuda())           \
+      cuda::call;                  \
+    else                           \
+      cpu::call;                   \
+  } while (0)
+#else
+#define SPARTA_DISPATCH(dev, call) \
+  do {                             \
+    if ((dev).is_cuda())           \
+      no_cuda();                   \
+    else                           \
+      cpu::call;                   \
+  } while (0)
+#endif
+
+void matmul_forward(Tensor out, Tensor inp, Tensor weight) {
+  same_device("matmul_forward", {&out, &inp, &weight});
+  const int64_t OC = weight.dim(0), IC = weight.dim(1), N = inp.numel() / IC;
+  SPARTA_CHECK(weight.ndim == 2 && inp.dim(-1) == IC, "matmul_forward: inp {} weight {}",
+               inp.shape_str(), weight.shape_str());
+  expect_numel("matmul_forward", "out", out, N * OC);
+  SPARTA_DISPATCH(out.device, matmul_forward(out.f32(), inp.f32(), weight.f32(), N, IC, OC));
+}
+
+void matmul_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight) {
+  same_device("matmul_backward", {&dinp, &dweight, &dout, &inp, &weight});
+  const int64_t OC = weight.dim(0), IC = weight.dim(1), N = inp.numel() / IC;
+  expect_numel("matmul_backward", "dout", dout, N * OC);
+  expect_numel("matmul_backward", "dinp", dinp, N * IC);
+  expect_numel("matmul_backward", "dweight", dweight, OC * IC);
+  SPARTA_DISPATCH(dout.device, matmul_backward(opt_f32(dinp), opt_f32(dweight), dout.f32(),
+                                               inp.f32(), weight.f32(), N, IC, OC));
+}
+
+void embedding_forward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe) {
+  same_device("embedding_forward", {&out, &tokens, &wte, &wpe});
+  const int64_t B = tokens.dim(0), T = tokens.dim(1), C = wte.dim(1);
+  SPARTA_CHECK(tokens.ndim == 2, "embedding_forward: tokens must be [B,T], got {}",
+               tokens.shape_str());
+  SPARTA_CHECK(wpe.empty() || (wpe.dim(1) == C && wpe.dim(0) >= T),
+               "embedding_forward: wpe {} for T={} C={}", wpe.shape_str(), T, C);
+  expect_numel("embedding_forward", "out", out, B * T * C);
+  SPARTA_DISPATCH(out.device, embedding_forward(out.f32(), tokens.i32(), wte.f32(), opt_f32(wpe),
+                                                B, T, C));
+}
+
+void embedding_backward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens) {
+  same_device("embedding_backward", {&dwte, &dwpe, &dout, &tokens});
+  const int64_t B = tokens.dim(0), T = tokens.dim(1), C = dout.numel() / (B * T);
+  SPARTA_CHECK(dwte.empty() || dwte.dim(1) == C, "embedding_backward: dwte {} C={}",
+               dwte.shape_str(), C);
+  SPARTA_DISPATCH(dout.device, embedding_backward(opt_f32(dwte), opt_f32(dwpe), dout.f32(),
+                                                  tokens.i32(), B, T, C));
+}
+
+void rope_forward(Tensor x, float theta) {
+  SPARTA_CHECK(x.ndim == 4, "rope_forward: x must be [B,H,T,D], got {}", x.shape_str());
+  SPARTA_DISPATCH(x.device, rope(x.f32(), x.dim(0) * x.dim(1), x.dim(2), x.dim(3), theta, +1));
+}
+
+void rope_backward(Tensor dx, float theta) {
+  SPARTA_CHECK(dx.ndim == 4, "rope_backward: dx must be [B,H,T,D], got {}", dx.shape_str());
+  SPARTA_DISPATCH(dx.device,
+                  rope(dx.f32(), dx.dim(0) * dx.dim(1), dx.dim(2), dx.dim(3), theta, -1));
+}
+
+void layernorm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor inp, Tensor gamma, Tensor beta,
+                       float eps) {
+  same_device("layernorm_forward", {&out, &mean, &rstd, &inp, &gamma, &beta});
+  const int64_t C = gamma.numel(), N = inp.numel() / C;
+  expect_numel("layernorm_forward", "out", out, N * C);
+  expect_numel("layernorm_forward", "beta", beta, C);
+  expect_numel("layernorm_forward", "mean", mean, N);
+  expect_numel("layernorm_forward", "rstd", rstd, N);
+  SPARTA_DISPATCH(out.device, layernorm_forward(out.f32(), mean.f32(), rstd.f32(), inp.f32(),
+                                                gamma.f32(), beta.f32(), N, C, eps));
+}
+
+void layernorm_backward(Tensor dinp, Tensor dgamma, Tensor dbeta, Tensor dout, Tensor inp,
+                        Tensor gamma, Tensor mean, Tensor rstd) {
+  same_device("layernorm_backward", {&dinp, &dgamma, &dbeta, &dout, &inp, &gamma, &mean, &rstd});
+  const int64_t C = gamma.numel(), N = inp.numel() / C;
+  expect_numel("layernorm_backward", "dout", dout, N * C);
+  expect_numel("layernorm_backward", "dinp", dinp, N * C);
+  SPARTA_DISPATCH(dout.device,
+                  layernorm_backward(opt_f32(dinp), opt_f32(dgamma), opt_f32(dbeta), dout.f32(),
+                                     inp.f32(), gamma.f32(), mean.f32(), rstd.f32(), N, C));
+}
+
+void rmsnorm_forward(Tensor out, Tensor rstd, Tensor inp, Tensor gamma, float eps) {
+  same_device("rmsnorm_forward", {&out, &rstd, &inp, &gamma});
+  const int64_t C = gamma.numel(), N = inp.numel() / C;
+  expect_numel("rmsnorm_forward", "out", out, N * C);
+  expect_numel("rmsnorm_forward", "rstd", rstd, N);
+  SPARTA_DISPATCH(out.device,
+                  rmsnorm_forward(out.f32(), rstd.f32(), inp.f32(), gamma.f32(), N, C, eps));
+}
+
+void rmsnorm_backward(Tensor dinp, Tensor dgamma, Tensor dout, Tensor inp, Tensor gamma,
+                      Tensor rstd) {
+  same_device("rmsnorm_backward", {&dinp, &dgamma, &dout, &inp, &gamma, &rstd});
+  const int64_t C = gamma.numel(), N = inp.numel() / C;
+  expect_numel("rmsnorm_backward", "dout", dout, N * C);
+  expect_numel("rmsnorm_backward", "dinp", dinp, N * C);
+  SPARTA_DISPATCH(dout.device, rmsnorm_backward(opt_f32(dinp), opt_f32(dgamma), dout.f32(),
+                                                inp.f32(), gamma.f32(), rstd.f32(), N, C));
+}
+
+void gelu_forward(Tensor out, Tensor inp) {
+  same_device("gelu_forward", {&out, &inp});
+  expect_numel("gelu_forward", "out", out, inp.numel());
+  SPARTA_DISPATCH(out.device, gelu_forward(out.f32(), inp.f32(), inp.numel()));
+}
+
+void gelu_backward(Tensor dinp, Tensor dout, Tensor inp) {
+  same_device("gelu_backward", {&dinp, &dout, &inp});
+  expect_numel("gelu_backward", "dinp", dinp, inp.numel());
+  expect_numel("gelu_backward", "dout", dout, inp.numel());
+  SPARTA_DISPATCH(dout.device, gelu_backward(dinp.f32(), dout.f32(), inp.f32(), inp.numel()));
+}
+
+void swiglu_forward(Tensor out, Tensor inp) {
+  same_device("swiglu_forward", {&out, &inp});
+  const int64_t F = out.dim(-1), N = out.numel() / F;
+  expect_numel("swiglu_forward", "inp", inp, N * 2 * F);
+  SPARTA_DISPATCH(out.device, swiglu_forward(out.f32(), inp.f32(), N, F));
+}
+
+void swiglu_backward(Tensor dinp, Tensor dout, Tensor inp) {
+  same_device("swiglu_backward", {&dinp, &dout, &inp});
+  const int64_t F = dout.dim(-1), N = dout.numel() / F;
+  expect_numel("swiglu_backward", "inp", inp, N * 2 * F);
+  expect_numel("swiglu_backward", "dinp", dinp, N * 2 * F);
+  SPARTA_DISPATCH(dout.device, swiglu_backward(dinp.f32(), dout.f32(), inp.f32(), N, F));
+}
+
+void split_heads(Tensor q, Tensor k, Tensor v, Tensor qkv) {
+  same_device("split_heads", {&q, &k, &v, &qkv});
+  const int64_t B = q.dim(0), H = q.dim(1), T = q.dim(2), D = q.dim(3);
+  expect_numel("split_heads", "qkv", qkv, B * T * 3 * H * D);
+  expect_numel("split_heads", "k", k, q.numel());
+  expect_numel("split_heads", "v", v, q.numel());
+  SPARTA_DISPATCH(q.device, split_heads(q.f32(), k.f32(), v.f32(), qkv.f32(), B, T, H, D));
+}
+
+void split_heads_backward(Tensor dqkv, Tensor dq, Tensor dk, Tensor dv) {
+  same_device("split_heads_backward", {&dqkv, &dq, &dk, &dv});
+  const int64_t B = dq.dim(0), H = dq.dim(1), T = dq.dim(2), D = dq.dim(3);
+  expect_numel("split_heads_backward", "dqkv", dqkv, B * T * 3 * H * D);
+  SPARTA_DISPATCH(dq.device,
+                  split_heads_backward(dqkv.f32(), dq.f32(), dk.f32(), dv.f32(), B, T, H, D));
+}
+
+void merge_heads(Tensor out, Tensor o) {
+  same_device("merge_heads", {&out, &o});
+  const int64_t B = o.dim(0), H = o.dim(1), T = o.dim(2), D = o.dim(3);
+  expect_numel("merge_heads", "out", out, o.numel());
+  SPARTA_DISPATCH(o.device, merge_heads(out.f32(), o.f32(), B, T, H, D));
+}
+
+void merge_heads_backward(Tensor dmo, Tensor dout) {
+  same_device("merge_heads_backward", {&dmo, &dout});
+  const int64_t B = dmo.dim(0), H = dmo.dim(1), T = dmo.dim(2), D = dmo.dim(3);
+  expect_numel("merge_heads_backward", "dout", dout, dmo.numel());
+  SPARTA_DISPATCH(dmo.device, merge_heads_backward(dmo.f32(), dout.f32(), B, T, H, D));
+}
+
+void attention_forward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v, bool causal) {
+  same_device("attention_forward", {&o, &lse, &q, &k, &v});
+  SPARTA_CHECK(q.ndim == 4, "attention_forward: q must be [B,H,T,D], got {}", q.shape_str());
+  const int64_t BH = q.dim(0) * q.dim(1), T = q.dim(2), D = q.dim(3);
+  for (const Tensor* t : {&o, &k, &v}) expect_numel("attention_forward", "o/k/v", *t, q.numel());
+  expect_numel("attention_forward", "lse", lse, BH * T);
+  SPARTA_DISPATCH(q.device, attention_forward(o.f32(), lse.f32(), q.f32(), k.f32(), v.f32(), BH,
+                                              T, D, causal));
+}
+
+void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
+                        Tensor o, Tensor lse, bool causal) {
+  same_device("attention_backward", {&dq, &dk, &dv, &dout, &q, &k, &v, &o, &lse});
+  const int64_t BH = q.dim(0) * q.dim(1), T = q.dim(2), D = q.dim(3);
+  for (const Tensor* t : {&dq, &dk, &dv, &dout, &k, &v, &o})
+    expect_numel("attention_backward", "tensor", *t, q.numel());
+  expect_numel("attention_backward", "lse", lse, BH * T);
+  SPARTA_DISPATCH(q.device, attention_backward(dq.f32(), dk.f32(), dv.f32(), dout.f32(), q.f32(),
+                                               k.f32(), v.f32(), o.f32(), lse.f32(), BH, T, D,
+                                               causal));
+}
+
+void lm_head_xent(Tensor losses, Tensor logits_ws, Tensor hidden, Tensor wout, Tensor targets,
+                  float dloss, Tensor dhidden, Tensor dwout) {
+  same_device("lm_head_xent", {&losses, &logits_ws, &hidden, &wout, &targets, &dhidden, &dwout});
+  const int64_t V = wout.dim(0), C = wout.dim(1), N = hidden.numel() / C, R = logits_ws.dim(0);
+  SPARTA_CHECK(logits_ws.ndim == 2 && logits_ws.dim(1) == V && R > 0,
+               "lm_head_xent: logits workspace {} for V={}", logits_ws.shape_str(), V);
+  expect_numel("lm_head_xent", "losses", losses, N);
+  expect_numel("lm_head_xent", "targets", targets, N);
+  expect_numel("lm_head_xent", "dhidden", dhidden, N * C);
+  expect_numel("lm_head_xent", "dwout", dwout, V * C);
+  SPARTA_DISPATCH(hidden.device,
+                  lm_head_xent(losses.f32(), logits_ws.f32(), hidden.f32(), wout.f32(),
+                               targets.i32(), N, C, V, R, dloss, opt_f32(dhidden), opt_f32(dwout)));
+}
+
+void add(Tensor out, Tensor a, Tensor b) {
+  same_device("add", {&out, &a, &b});
+  expect_numel("add", "a", a, out.numel());
+  expect_numel("add", "b", b, out.numel());
+  SPARTA_DISPATCH(out.device, add(out.f32(), a.f32(), b.f32(), out.numel()));
+}
+
+void accumulate(Tensor dst, Tensor src) {
+  same_device("accumulate", {&dst, &src});
+  expect_numel("accumulate", "src", src, dst.numel());
+  SPARTA_DISPATCH(dst.device, accumulate(dst.f32(), src.f32(), dst.numel()));
+}
+
+void scale(Tensor x, float s) { SPARTA_DISPATCH(x.device, scale(x.f32(), s, x.numel())); }
+
+double sum_squares(Tensor x) {
+#ifdef SPARTA_HAVE_CUDA
+  if (x.device.is_cuda()) return cuda::sum_squares(x.f32(), x.numel());
+#else
+  if (x.device.is_cuda()) no_cuda();
+#endif
+  return cpu::sum_squares(x.f32(), x.numel());
+}
+
+void adamw_update(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& p) {
+  same_device("adamw_update", {&param, &grad, &m, &v});
+  for (const Tensor* t : {&grad, &m, &v}) expect_numel("adamw_update", "state", *t, param.numel());
+  SPARTA_CHECK(p.step >= 1, "adamw_update: step must be >= 1, got {}", p.step);
+  SPARTA_DISPATCH(param.device, adamw_update(param.f32(), grad.f32(), m.f32(), v.f32(),
+                                             param.numel(), p));
+}
+
+}  // namespace sparta::kernels
