@@ -1,0 +1,332 @@
+#include "trainer/models/transformer.h"
+
+#include <cmath>
+
+#include "kernels/ops.h"
+#include "kernels/rng.h"
+
+namespace sparta::models {
+
+namespace k = sparta::kernels;
+using k::DType;
+
+namespace {
+constexpr float kOnes = -1.0f;  // init_scale_ markers
+constexpr float kZeros = 0.0f;
+constexpr int64_t kLogitRows = 1024;  // rows of logits materialised at once by the fused head
+}  // namespace
+
+Transformer::Transformer(const ModelConfig& cfg, int batch, k::Device device, uint64_t seed)
+    : cfg_(cfg), B_(batch), device_(device) {
+  SPARTA_CHECK(cfg.d_model % cfg.n_heads == 0, "d_model {} not divisible by n_heads {}",
+               cfg.d_model, cfg.n_heads);
+  SPARTA_CHECK(cfg.pos != PosEncoding::rope || cfg.head_dim() % 2 == 0,
+               "rope needs an even head dim, got {}", cfg.head_dim());
+  auto mp = k::Arena::measuring(device), mg = k::Arena::measuring(device),
+       ma = k::Arena::measuring(device);
+  plan(mp, mg, ma);
+  param_arena_ = k::Arena(device, mp.used(), "parameters");
+  grad_arena_ = k::Arena(device, mg.used(), "gradients");
+  act_arena_ = k::Arena(device, ma.used(), "activations");
+  plan(param_arena_, grad_arena_, act_arena_);
+  host_losses_.resize(static_cast<size_t>(B_) * static_cast<size_t>(cfg_.seq_len));
+  init_params(seed);
+}
+
+void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
+  const int64_t L = cfg_.n_layers, C = cfg_.d_model, H = cfg_.n_heads, D = cfg_.head_dim();
+  const int64_t T = cfg_.seq_len, V = cfg_.vocab_size, B = B_, N = B * T;
+  const int64_t F = cfg_.d_ff, FC = cfg_.ffn == FfnType::swiglu ? 2 * F : F;
+  const bool ln = cfg_.norm == NormType::layernorm;
+  params_.clear();
+  init_scale_.clear();
+
+  // One parameter = a weight and its gradient carved at the same offsets of the two arenas.
+  auto param = [&](const std::string& name, int layer, std::initializer_list<int64_t> shape,
+                   float init, bool decay, Tensor& w, Tensor& g) {
+    w = pa.alloc(DType::f32, shape);
+    g = ga.alloc(DType::f32, shape);
+    params_.push_back({name, layer, decay, w, g});
+    init_scale_.push_back(init);
+  };
+  const float s = cfg_.init_std;
+  param("wte", -1, {V, C}, cfg_.embed_init_std, true, wte_, dwte_);
+  if (cfg_.pos == PosEncoding::learned) param("wpe", -1, {T, C}, cfg_.embed_init_std, true, wpe_, dwpe_);
+  layers_.assign(static_cast<size_t>(L), {});
+  for (int l = 0; l < L; ++l) {
+    LayerParams& p = layers_[static_cast<size_t>(l)];
+    const std::string pre = "layers." + std::to_string(l) + ".";
+    param(pre + "norm_a.weight", l, {C}, kOnes, false, p.na_g, p.d_na_g);
+    if (ln) param(pre + "norm_a.bias", l, {C}, kZeros, false, p.na_b, p.d_na_b);
+    param(pre + "attn.qkv.weight", l, {3 * C, C}, s, true, p.wqkv, p.dwqkv);
+    param(pre + "attn.proj.weight", l, {C, C}, s, true, p.wproj, p.dwproj);
+    param(pre + "norm_f.weight", l, {C}, kOnes, false, p.nf_g, p.d_nf_g);
+    if (ln) param(pre + "norm_f.bias", l, {C}, kZeros, false, p.nf_b, p.d_nf_b);
+    param(pre + "ffn.fc.weight", l, {FC, C}, s, true, p.wfc, p.dwfc);
+    param(pre + "ffn.proj.weight", l, {C, F}, s, true, p.wout, p.dwout);
+  }
+  param("norm_final.weight", -1, {C}, kOnes, false, fin_g_, dfin_g_);
+  if (ln) param("norm_final.bias", -1, {C}, kZeros, false, fin_b_, dfin_b_);
+  if (cfg_.tie_embeddings) {
+    head_ = wte_;
+    dhead_ = dwte_;
+  } else {
+    param("lm_head.weight", -1, {V, C}, s, true, head_, dhead_);
+  }
+
+  auto f32 = [&](std::initializer_list<int64_t> shape) { return aa.alloc(DType::f32, shape); };
+  tokens_ = aa.alloc(DType::i32, {B, T});
+  targets_ = aa.alloc(DType::i32, {B, T});
+  emb_out_ = f32({N, C});
+  acts_.assign(static_cast<size_t>(L), {});
+  for (int l = 0; l < L; ++l) {
+    LayerActs& a = acts_[static_cast<size_t>(l)];
+    const bool post = cfg_.layer_is_post_ln(l);
+    a.out = f32({N, C});
+    a.na_out = f32({N, C});
+    a.na_mean = f32({N});
+    a.na_rstd = f32({N});
+    if (!post) a.nf_out = f32({N, C});  // Post-LN's second norm writes the layer output
+    a.nf_mean = f32({N});
+    a.nf_rstd = f32({N});
+    a.qkv = f32({N, 3 * C});
+    a.q = f32({B, H, T, D});
+    a.k = f32({B, H, T, D});
+    a.v = f32({B, H, T, D});
+    a.o = f32({B, H, T, D});
+    a.lse = f32({B, H, T});
+    a.att = f32({N, C});
+    a.att_proj = f32({N, C});
+    a.sum1 = f32({N, C});
+    if (post) a.sum2 = f32({N, C});
+    a.fc = f32({N, FC});
+    a.act = f32({N, F});
+    a.mlp_out = f32({N, C});
+  }
+  fin_out_ = f32({N, C});
+  fin_mean_ = f32({N});
+  fin_rstd_ = f32({N});
+  losses_ = f32({N});
+  logits_ws_ = f32({std::min(N, kLogitRows), V});
+  g_resid_ = f32({N, C});
+  g_tmp_ = f32({N, C});
+  g_norm_ = f32({N, C});
+  g_att_ = f32({N, C});
+  g_qkv_ = f32({N, 3 * C});
+  g_q_ = f32({B, H, T, D});
+  g_k_ = f32({B, H, T, D});
+  g_v_ = f32({B, H, T, D});
+  g_o_ = f32({B, H, T, D});
+  g_fc_ = f32({N, FC});
+  g_act_ = f32({N, F});
+}
+
+void Transformer::init_params(uint64_t seed) {
+  std::vector<float> host;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& w = params_[i].w;
+    host.assign(static_cast<size_t>(w.numel()), 0.0f);
+    const float sc = init_scale_[i];
+    const uint64_t stream = k::rng_stream(k::RngPurpose::init, i);
+    for (size_t j = 0; j < host.size(); ++j)
+      host[j] = sc == kOnes ? 1.0f
+                : sc == kZeros ? 0.0f
+                               : sc * static_cast<float>(k::normal(seed, stream, j));
+    Tensor h = w;
+    h.device = k::Device::cpu();
+    h.data = host.data();
+    k::copy(w, h);
+  }
+}
+
+int64_t Transformer::num_params() const {
+  int64_t n = 0;
+  for (const Param& p : params_) n += p.w.numel();
+  return n;
+}
+
+void Transformer::zero_grads() { k::zero(flat_grads()); }
+
+void Transformer::norm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor in, Tensor g,
+                               Tensor b) {
+  if (cfg_.norm == NormType::layernorm)
+    k::layernorm_forward(out, mean, rstd, in, g, b, cfg_.norm_eps);
+  else
+    k::rmsnorm_forward(out, rstd, in, g, cfg_.norm_eps);
+}
+
+void Transformer::norm_backward(Tensor din, Tensor dg, Tensor db, Tensor dout, Tensor in, Tensor g,
+                                Tensor mean, Tensor rstd) {
+  if (cfg_.norm == NormType::layernorm)
+    k::layernorm_backward(din, dg, db, dout, in, g, mean, rstd);
+  else
+    k::rmsnorm_backward(din, dg, dout, in, g, rstd);
+}
+
+void Transformer::attention_forward(const LayerParams& p, LayerActs& a, Tensor x) {
+  k::matmul_forward(a.qkv, x, p.wqkv);
+  k::split_heads(a.q, a.k, a.v, a.qkv);
+  if (cfg_.pos == PosEncoding::rope) {
+    k::rope_forward(a.q, cfg_.rope_theta);
+    k::rope_forward(a.k, cfg_.rope_theta);
+  }
+  k::attention_forward(a.o, a.lse, a.q, a.k, a.v, /*causal=*/true);
+  k::merge_heads(a.att, a.o);
+  k::matmul_forward(a.att_proj, a.att, p.wproj);
+}
+
+// dout: d(att_proj), only read before dx is first written, so dx may alias dout.
+void Transformer::attention_backward(const LayerParams& p, const LayerActs& a, Tensor x,
+                                     Tensor dout, Tensor dx) {
+  k::zero(g_att_);
+  k::matmul_backward(g_att_, p.dwproj, dout, a.att, p.wproj);
+  k::zero(g_o_);
+  k::merge_heads_backward(g_o_, g_att_);
+  k::zero(g_q_);
+  k::zero(g_k_);
+  k::zero(g_v_);
+  k::attention_backward(g_q_, g_k_, g_v_, g_o_, a.q, a.k, a.v, a.o, a.lse, /*causal=*/true);
+  if (cfg_.pos == PosEncoding::rope) {
+    k::rope_backward(g_q_, cfg_.rope_theta);
+    k::rope_backward(g_k_, cfg_.rope_theta);
+  }
+  k::zero(g_qkv_);
+  k::split_heads_backward(g_qkv_, g_q_, g_k_, g_v_);
+  k::matmul_backward(dx, p.dwqkv, g_qkv_, x, p.wqkv);
+}
+
+void Transformer::ffn_forward(const LayerParams& p, LayerActs& a, Tensor x) {
+  k::matmul_forward(a.fc, x, p.wfc);
+  if (cfg_.ffn == FfnType::swiglu)
+    k::swiglu_forward(a.act, a.fc);
+  else
+    k::gelu_forward(a.act, a.fc);
+  k::matmul_forward(a.mlp_out, a.act, p.wout);
+}
+
+// Same aliasing rule as attention_backward: dx may be dout.
+void Transformer::ffn_backward(const LayerParams& p, const LayerActs& a, Tensor x, Tensor dout,
+                               Tensor dx) {
+  k::zero(g_act_);
+  k::matmul_backward(g_act_, p.dwout, dout, a.act, p.wout);
+  k::zero(g_fc_);
+  if (cfg_.ffn == FfnType::swiglu)
+    k::swiglu_backward(g_fc_, g_act_, a.fc);
+  else
+    k::gelu_backward(g_fc_, g_act_, a.fc);
+  k::matmul_backward(dx, p.dwfc, g_fc_, x, p.wfc);
+}
+
+float Transformer::forward(bool with_backward, float grad_scale) {
+  k::embedding_forward(emb_out_, tokens_, wte_, wpe_);
+  Tensor x = emb_out_;
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    const LayerParams& p = layers_[static_cast<size_t>(l)];
+    LayerActs& a = acts_[static_cast<size_t>(l)];
+    if (cfg_.layer_is_post_ln(l)) {
+      attention_forward(p, a, x);
+      k::add(a.sum1, x, a.att_proj);
+      norm_forward(a.na_out, a.na_mean, a.na_rstd, a.sum1, p.na_g, p.na_b);
+      ffn_forward(p, a, a.na_out);
+      k::add(a.sum2, a.na_out, a.mlp_out);
+      norm_forward(a.out, a.nf_mean, a.nf_rstd, a.sum2, p.nf_g, p.nf_b);
+    } else {
+      norm_forward(a.na_out, a.na_mean, a.na_rstd, x, p.na_g, p.na_b);
+      attention_forward(p, a, a.na_out);
+      k::add(a.sum1, x, a.att_proj);
+      norm_forward(a.nf_out, a.nf_mean, a.nf_rstd, a.sum1, p.nf_g, p.nf_b);
+      ffn_forward(p, a, a.nf_out);
+      k::add(a.out, a.sum1, a.mlp_out);
+    }
+    x = a.out;
+  }
+  norm_forward(fin_out_, fin_mean_, fin_rstd_, x, fin_g_, fin_b_);
+
+  SPARTA_CHECK(valid_targets_ >= 0, "forward before set_batch()");
+  const float denom = static_cast<float>(valid_targets_ > 0 ? valid_targets_ : 1);
+
+  if (with_backward) {
+    k::zero(g_norm_);
+    k::lm_head_xent(losses_, logits_ws_, fin_out_, head_, targets_, grad_scale / denom, g_norm_,
+                    dhead_);
+  } else {
+    k::lm_head_xent(losses_, logits_ws_, fin_out_, head_, targets_, 0.0f, Tensor(), Tensor());
+  }
+  Tensor hl = losses_;
+  hl.device = k::Device::cpu();
+  hl.data = host_losses_.data();
+  k::copy(hl, losses_);
+  double sum = 0.0;
+  for (float v : host_losses_) sum += v;
+  return static_cast<float>(sum / denom);
+}
+
+void Transformer::backward() {
+  // g_resid_ carries d(layer output) downwards and is updated in place into d(layer input).
+  k::zero(g_resid_);
+  Tensor x_last = cfg_.n_layers > 0 ? acts_.back().out : emb_out_;
+  norm_backward(g_resid_, dfin_g_, dfin_b_, g_norm_, x_last, fin_g_, fin_mean_, fin_rstd_);
+  for (int l = cfg_.n_layers - 1; l >= 0; --l) {
+    const LayerParams& p = layers_[static_cast<size_t>(l)];
+    const LayerActs& a = acts_[static_cast<size_t>(l)];
+    const Tensor x = l == 0 ? emb_out_ : acts_[static_cast<size_t>(l - 1)].out;
+    Tensor g = g_resid_;
+    if (cfg_.layer_is_post_ln(l)) {
+      // g = d(out). d(sum2) = N_f^T g, and d(u) starts as d(sum2) (residual branch), then the
+      // FFN adds into it in place.
+      k::zero(g_tmp_);
+      norm_backward(g_tmp_, p.d_nf_g, p.d_nf_b, g, a.sum2, p.nf_g, a.nf_mean, a.nf_rstd);
+      ffn_backward(p, a, a.na_out, g_tmp_, g_tmp_);
+      // d(sum1) = N_a^T d(u); d(x) = d(sum1) + Attn^T d(sum1), accumulated in g in place.
+      k::zero(g);
+      norm_backward(g, p.d_na_g, p.d_na_b, g_tmp_, a.sum1, p.na_g, a.na_mean, a.na_rstd);
+      attention_backward(p, a, x, g, g);
+    } else {
+      // g = d(out) = d(sum1) from the residual branch + N_f^T FFN^T g.
+      k::zero(g_tmp_);
+      ffn_backward(p, a, a.nf_out, g, g_tmp_);
+      norm_backward(g, p.d_nf_g, p.d_nf_b, g_tmp_, a.sum1, p.nf_g, a.nf_mean, a.nf_rstd);
+      // g = d(sum1); d(x) = g + N_a^T Attn^T g.
+      k::zero(g_tmp_);
+      attention_backward(p, a, a.na_out, g, g_tmp_);
+      norm_backward(g, p.d_na_g, p.d_na_b, g_tmp_, x, p.na_g, a.na_mean, a.na_rstd);
+    }
+  }
+  k::embedding_backward(dwte_, dwpe_, g_resid_, tokens_);
+}
+
+void Transformer::set_batch(const int32_t* tokens, const int32_t* targets) {
+  const int64_t N = tokens_.numel();
+  valid_targets_ = 0;
+  for (int64_t i = 0; i < N; ++i) {
+    SPARTA_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size, "token {} at position {} outside [0,{})",
+                 tokens[i], i, cfg_.vocab_size);
+    SPARTA_CHECK(targets[i] < cfg_.vocab_size, "target {} at position {} >= vocab {}", targets[i], i,
+                 cfg_.vocab_size);
+    valid_targets_ += targets[i] >= 0;
+  }
+  Tensor ht = tokens_;
+  ht.device = k::Device::cpu();
+  ht.data = const_cast<int32_t*>(tokens);
+  k::copy(tokens_, ht);
+  ht.data = const_cast<int32_t*>(targets);
+  k::copy(targets_, ht);
+}
+
+float Transformer::forward_backward(float grad_scale) {
+  const float loss = forward(true, grad_scale);
+  backward();
+  return loss;
+}
+
+float Transformer::forward_loss() { return forward(false, 0.0f); }
+
+std::vector<double> Transformer::layer_grad_norms() const {
+  std::vector<double> ss(static_cast<size_t>(cfg_.n_layers), 0.0);
+  for (const Param& p : params_)
+    if (p.layer >= 0) ss[static_cast<size_t>(p.layer)] += k::sum_squares(p.g);
+  for (double& v : ss) v = std::sqrt(v);
+  return ss;
+}
+
+}  // namespace sparta::models

@@ -1,0 +1,113 @@
+// Decoder-only transformer with per-layer norm placement (Pre-LN, Post-LN, Mix-LN), explicit
+// forward and backward (no autograd), and all memory planned at construction.
+//
+// Block equations (../shared/specs/mixln.md section 2; N_a, N_f are the layer's two norms):
+//   Pre-LN : u = x + Attn(N_a(x));  out = u + FFN(N_f(u))
+//   Post-LN: u = N_a(x + Attn(x));  out = N_f(u + FFN(u))
+// followed by the final norm (always present) and the LM head. The parameter list, its order and
+// every initial value depend only on the config minus the placement, so Mix-LN with K = 0 is
+// Pre-LN and K = L is Post-LN bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/arena.h"
+#include "trainer/models/model_config.h"
+
+namespace sparta::models {
+
+using kernels::Tensor;
+
+struct Param {
+  std::string name;
+  int layer = -1;     // -1: not inside a block (embeddings, final norm, head)
+  bool decay = true;  // AdamW weight decay applies (matrices and embeddings, not norms)
+  Tensor w, g;        // weight and its gradient, same shape
+};
+
+class Transformer {
+ public:
+  // Plans and allocates parameters, gradients and activations for micro-batches of B sequences
+  // of cfg.seq_len tokens on `device`. Parameters are initialised from `seed` (Philox streams
+  // keyed by parameter number, so values are independent of device and layout).
+  Transformer(const ModelConfig& cfg, int batch, kernels::Device device, uint64_t seed);
+
+  const ModelConfig& config() const { return cfg_; }
+  int batch() const { return B_; }
+  std::vector<Param>& params() { return params_; }
+  const std::vector<Param>& params() const { return params_; }
+  int64_t num_params() const;
+  // Every parameter / gradient as one flat tensor (padding between tensors is zero).
+  Tensor flat_params() const { return param_arena_.flat_f32(); }
+  Tensor flat_grads() const { return grad_arena_.flat_f32(); }
+  size_t activation_bytes() const { return act_arena_.used(); }
+  size_t param_bytes() const { return param_arena_.used(); }
+
+  // Copies a micro-batch (host arrays of B*T tokens and targets; a target < 0 is ignored) to the
+  // model's device. The loss is the mean over the positions with a target.
+  void set_batch(const int32_t* tokens, const int32_t* targets);
+
+  // Forward + backward on the current tokens/targets. Gradients ACCUMULATE: the loss whose
+  // gradient is added is grad_scale * mean_token_loss. Returns the mean token loss.
+  float forward_backward(float grad_scale);
+  // Forward only (evaluation). Returns the mean token loss.
+  float forward_loss();
+  void zero_grads();
+
+  // sqrt(sum of squared gradients) of each block's parameters: the Mix-LN depth diagnostic.
+  std::vector<double> layer_grad_norms() const;
+  // Forward output of the last run: per-token losses [B*T] and the final hidden state's input
+  // (for tests and diagnostics).
+  Tensor token_losses() const { return losses_; }
+  Tensor layer_output(int layer) const { return acts_[static_cast<size_t>(layer)].out; }
+
+ private:
+  struct LayerParams {
+    Tensor na_g, na_b, nf_g, nf_b, wqkv, wproj, wfc, wout;  // b: layernorm beta only
+    Tensor d_na_g, d_na_b, d_nf_g, d_nf_b, dwqkv, dwproj, dwfc, dwout;
+  };
+  struct LayerActs {
+    Tensor out;                                  // [N,C] the layer's output = next layer's input
+    Tensor na_out, na_mean, na_rstd;             // first norm
+    Tensor nf_out, nf_mean, nf_rstd;             // second norm (Pre-LN only output)
+    Tensor qkv, q, k, v, o, lse, att, att_proj;  // attention
+    Tensor sum1, sum2;                           // residual sums feeding the norms
+    Tensor fc, act, mlp_out;                     // FFN
+  };
+
+  void plan(kernels::Arena& params, kernels::Arena& grads, kernels::Arena& acts);
+  void init_params(uint64_t seed);
+  float forward(bool with_backward, float grad_scale);
+  void backward();
+
+  void norm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor in, Tensor g, Tensor b);
+  void norm_backward(Tensor din, Tensor dg, Tensor db, Tensor dout, Tensor in, Tensor g,
+                     Tensor mean, Tensor rstd);
+  void attention_forward(const LayerParams& p, LayerActs& a, Tensor x);
+  void attention_backward(const LayerParams& p, const LayerActs& a, Tensor x, Tensor dout,
+                          Tensor dx);
+  void ffn_forward(const LayerParams& p, LayerActs& a, Tensor x);
+  void ffn_backward(const LayerParams& p, const LayerActs& a, Tensor x, Tensor dout, Tensor dx);
+
+  ModelConfig cfg_;
+  int B_;
+  kernels::Device device_;
+  kernels::Arena param_arena_, grad_arena_, act_arena_;
+  std::vector<Param> params_;
+  std::vector<float> init_scale_;  // per param: >0 normal std, 0 zeros, -1 ones
+
+  Tensor wte_, wpe_, fin_g_, fin_b_, head_;
+  Tensor dwte_, dwpe_, dfin_g_, dfin_b_, dhead_;
+  std::vector<LayerParams> layers_;
+  std::vector<LayerActs> acts_;
+  Tensor emb_out_, fin_out_, fin_mean_, fin_rstd_, losses_, logits_ws_;
+  Tensor tokens_, targets_;
+  // Backward scratch, shared by all layers (zeroed where an op accumulates into it).
+  Tensor g_resid_, g_tmp_, g_norm_, g_att_, g_qkv_, g_q_, g_k_, g_v_, g_o_, g_fc_, g_act_;
+  std::vector<float> host_losses_;
+  int64_t valid_targets_ = -1;
+};
+
+}  // namespace sparta::models
