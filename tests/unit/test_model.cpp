@@ -228,6 +228,7 @@ namespace {
 // almost flat (G_first/G_last = 1.04, not < 1): the Post-LN norm Jacobians only contract once
 // the branches carry weight comparable to the residual. The test asserts what holds and that
 // Post-LN is the flattest at init; docs/mixln.md records the numbers.
+TEST(MixLN, GradientProfileAcrossDepth) {
   ModelConfig c;
   c.n_layers = 12;
   c.d_model = 512;
