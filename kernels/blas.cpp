@@ -22,15 +22,22 @@ std::string preferred_blas_coretype() {
 }
 
 void select_blas_kernel(char** argv) {
-  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;
   const char* autosel = std::getenv("SPARTA_BLAS_AUTO");
   if (autosel != nullptr && std::strcmp(autosel, "0") == 0) return;
-  const std::string core = preferred_blas_coretype();
-  if (core.empty()) return;
-  setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
-  execv("/proc/self/exe", argv);
-  // execv only returns on failure: carry on with OpenBLAS's own choice.
-  unsetenv("OPENBLAS_CORETYPE");
+  // Already done (by us or by the user) when the variable is present: never loop.
+  if (std::getenv("SPARTA_RUNTIME_TUNED") != nullptr) return;
+  setenv("SPARTA_RUNTIME_TUNED", "1", 1);
+  bool changed = false;
+  auto set_default = [&](const char* name, const std::string& value) {
+    if (value.empty() || std::getenv(name) != nullptr) return;
+    setenv(name, value.c_str(), 1);
+    changed = true;
+  };
+  set_default("OPENBLAS_CORETYPE", preferred_blas_coretype());
+  set_default("OPENBLAS_THREAD_TIMEOUT", "4");
+  set_default("GOMP_SPINCOUNT", "10000");
+  if (changed) execv("/proc/self/exe", argv);
+  // execv returns only on failure: carry on with the libraries' own choices.
 }
 
 std::string blas_info() {

@@ -1,0 +1,18 @@
+// Where this process sits in a job, read from the launcher's environment before any
+// communicator exists: Open MPI (mpirun), PMIx (srun --mpi=pmix), Slurm, or none.
+#pragma once
+
+#include <string>
+
+namespace sparta::launch {
+
+struct World {
+  int rank = 0;
+  int size = 1;
+  int local_rank = 0;
+  std::string launcher = "none";  // "mpirun", "pmix", "slurm", "none"
+};
+
+World discover_world();
+
+}  // namespace sparta::launch

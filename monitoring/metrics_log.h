@@ -1,0 +1,42 @@
+// Numbers the trainer publishes: the JSONL metrics file (--metrics-out) and the console progress
+// line. Monitoring never reaches into models; the trainer hands it plain values.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace sparta::monitoring {
+
+struct TrainRecord {
+  int64_t step = 0;  // 1-based: the number of optimizer steps done
+  double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0, step_ms = 0;
+  std::vector<double> layer_grad_norms;  // optional, per block (Mix-LN diagnostic)
+};
+
+struct EvalRecord {
+  int64_t step = 0;
+  double val_loss = 0, val_bpb = 0;
+};
+
+// One JSON object per line, flushed per line so `tail -f` and crashed runs keep every record.
+class MetricsLog {
+ public:
+  MetricsLog() = default;
+  explicit MetricsLog(const std::string& path);  // "" -> disabled
+  ~MetricsLog();
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+  void write(const TrainRecord& r);
+  void write(const EvalRecord& r);
+
+ private:
+  std::FILE* f_ = nullptr;
+};
+
+// "step   120/1000 | loss 4.1234 | lr 2.95e-03 | gnorm 0.812 | 5321 tok/s | 385.0 ms | ETA 5m39s"
+std::string progress_line(const TrainRecord& r, int64_t total_steps);
+std::string format_duration(double seconds);
+
+}  // namespace sparta::monitoring

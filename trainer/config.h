@@ -1,0 +1,59 @@
+// The run configuration: a TOML file (toml++) plus `--set section.key=value` overrides, checked
+// against one schema table (config.cpp) that also generates the README's config reference.
+// Unknown key, wrong type, or out-of-range value -> Error(usage) naming the key and what is
+// allowed; the CLI turns it into exit code 2.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "trainer/models/model_config.h"
+
+namespace sparta::trainer {
+
+struct TrainSection {
+  int64_t steps = 1000;
+  int64_t batch_size = 8;  // sequences per micro-batch (per rank)
+  int64_t grad_accum = 1;  // micro-batches per optimizer step
+  int64_t seed = 1337;
+  int64_t eval_every = 100;   // 0: only at the end
+  int64_t eval_batches = 0;   // 0: the whole validation split
+  int64_t log_every = 1;
+  std::string device = "cpu";  // cpu | cuda
+  int64_t threads = 0;         // CPU threads for OpenMP/OpenBLAS; 0: all cores
+};
+
+struct OptimSection {
+  double lr = 3e-3;
+  double min_lr_ratio = 0.1;  // cosine decays to lr * min_lr_ratio
+  int64_t warmup_steps = 50;
+  double weight_decay = 0.1;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double clip_norm = 1.0;  // global gradient-norm clip; 0 disables
+};
+
+struct DataSection {
+  std::string dir = "data/default";
+};
+
+struct Config {
+  models::ModelConfig model;
+  TrainSection train;
+  OptimSection optim;
+  DataSection data;
+};
+
+// Builds the config: struct defaults, then the file (or the embedded configs/default.toml when
+// `file` is empty), then each "section.key=value" override in order; then cross-key checks.
+Config load_config(const std::string& file, const std::vector<std::string>& overrides);
+// The effective config as TOML (every key, printed at start and saved in the run dir).
+std::string to_toml(const Config& c);
+// Markdown table of every key: section, key, type, default, allowed values, meaning.
+std::string config_reference_markdown();
+// The embedded configs/default.toml text.
+const char* embedded_default_config();
+
+}  // namespace sparta::trainer

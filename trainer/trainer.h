@@ -1,0 +1,75 @@
+// The training loop: data -> model -> gradient reduction -> clipping -> AdamW, with periodic
+// evaluation, progress lines and metrics. Everything is allocated in the constructor; step() is
+// free of heap allocation (tests/unit/test_trainer.cpp counts allocations to prove it).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/loader.h"
+#include "launch/world.h"
+#include "monitoring/metrics_log.h"
+#include "parallel/comm.h"
+#include "trainer/config.h"
+#include "trainer/models/transformer.h"
+#include "trainer/optim/adamw.h"
+
+namespace sparta::trainer {
+
+struct RunOptions {
+  std::string run_dir;      // config.toml and metrics.jsonl land here ("" : no files)
+  std::string metrics_out;  // JSONL path ("" : <run_dir>/metrics.jsonl when run_dir is set)
+  bool quiet = false;       // no console output (tests)
+};
+
+struct StepResult {
+  double loss = 0, grad_norm = 0, lr = 0;
+};
+
+struct EvalResult {
+  double loss = 0, bpb = 0;
+  int64_t tokens = 0;
+};
+
+struct RunSummary {
+  int64_t steps = 0;
+  double final_train_loss = 0, final_val_loss = 0, final_val_bpb = 0;
+  double unigram_val_loss = 0, unigram_val_bpb = 0;
+  double seconds = 0, tokens_per_s = 0;
+  std::vector<double> losses;  // per step
+};
+
+class Trainer {
+ public:
+  Trainer(const Config& cfg, const RunOptions& opt);
+  ~Trainer();
+
+  StepResult step(int64_t step);  // one optimizer step (0-based)
+  EvalResult evaluate();
+  RunSummary run();
+
+  models::Transformer& model() { return *model_; }
+  const Config& config() const { return cfg_; }
+  // Cross-entropy of the validation tokens under the training split's unigram distribution
+  // (add-one smoothing): the loss of a model that ignores context.
+  EvalResult unigram_baseline() const;
+
+ private:
+  void say(const std::string& line) const;
+
+  Config cfg_;
+  RunOptions opt_;
+  launch::World world_;
+  std::unique_ptr<parallel::Comm> dp_comm_;
+  double val_bytes_per_token_ = 0;
+  std::unique_ptr<data::TokenDataset> train_data_, val_data_;
+  std::unique_ptr<data::DataLoader> train_loader_, val_loader_;
+  std::unique_ptr<models::Transformer> model_;
+  std::unique_ptr<AdamW> optim_;
+  std::unique_ptr<monitoring::MetricsLog> metrics_;
+  std::vector<int32_t> tokens_, targets_;  // host staging of one micro-batch
+};
+
+}  // namespace sparta::trainer
