@@ -241,8 +241,8 @@ std::string from_toml(const Key& k, const toml::node& n, const std::string& orig
       if (auto v = n.value_exact<std::string>()) return *v;
       break;
   }
-  SPARTA_USAGE_ERROR("{}: {} = {} has the wrong type: {} must be {} ({})", origin, k.full(),
-                     shown.str(), k.full(), kind_name(k), allowed(k));
+  SPARTA_USAGE_ERROR("{}: {} = {} has the wrong type: {} must be {}", origin, k.full(), shown.str(),
+                     k.full(), allowed(k));
 }
 
 // "--set" text -> canonical text.

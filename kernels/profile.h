@@ -1,0 +1,21 @@
+// Opt-in time accounting for benchmarks: when enabled, the CPU GEMM wrapper records its wall time
+// and FLOPs. Disabled (the default), the cost is one relaxed atomic load per GEMM.
+#pragma once
+
+#include <cstdint>
+
+namespace sparta::kernels::profile {
+
+struct Counters {
+  double gemm_seconds = 0;
+  double gemm_flops = 0;
+  int64_t gemm_calls = 0;
+};
+
+void enable(bool on);
+bool enabled();
+void reset();
+Counters snapshot();
+void add_gemm(double seconds, double flops);
+
+}  // namespace sparta::kernels::profile

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# End-to-end checks of the command-line contract: every bad input gets its message and exit code
+# (README "Exit codes"), and a tiny run writes the documented progress lines and metrics.
+# usage: cli_test.sh BIN_DIR SOURCE_DIR
+set -uo pipefail
+bin=$1
+src=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+pass=0
+fail=0
+
+# expect CODE NEEDLE CMD...: runs CMD, checks its exit code and that stderr+stdout contain NEEDLE.
+expect() {
+  local code=$1 needle=$2
+  shift 2
+  local out rc
+  out=$("$@" 2>&1)
+  rc=$?
+  if [ "$rc" -eq "$code" ] && grep -qF -- "$needle" <<<"$out"; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1))
+    echo "FAIL: $* -> exit $rc (want $code), output lacks '$needle' or differs:"
+    echo "$out" | tail -5 | sed 's/^/    /'
+  fi
+}
+
+# A small data directory from generated text.
+python3 - "$work/text.txt" <<'PY'
+import sys, random
+random.seed(3)
+words = "the king said unto them and went into house of bread light water stone river came".split()
+with open(sys.argv[1], "w") as f:
+    for _ in range(600):
+        f.write(" ".join(random.choice(words) for _ in range(12)) + ".\n")
+PY
+expect 0 "wrote $work/data" "$bin/sparta-prep" --out "$work/data" --input "$work/text.txt" --vocab-size 64 --val-fraction 0.1
+expect 0 "up to date" "$bin/sparta-prep" --out "$work/data" --input "$work/text.txt" --vocab-size 64
+tiny=(--config "$src/configs/tiny.toml" --set "data.dir=$work/data")
+
+# Usage and config errors: exit 2.
+expect 2 "unknown config key 'model.n_layer'" "$bin/sparta-train" "${tiny[@]}" --set model.n_layer=3
+expect 2 "model.n_layers=abc is not an integer" "$bin/sparta-train" "${tiny[@]}" --set model.n_layers=abc
+expect 2 "optim.beta1 = 2 is not allowed" "$bin/sparta-train" "${tiny[@]}" --set optim.beta1=2
+expect 2 "one of \"pre\", \"post\", \"mix\"" "$bin/sparta-train" "${tiny[@]}" --set model.norm_placement=middle
+printf '[train]\nsteps = "many"\n' > "$work/bad_type.toml"
+expect 2 "train.steps = 'many' has the wrong type: train.steps must be an integer in [1, " "$bin/sparta-train" --config "$work/bad_type.toml"
+printf '[train]\nsteps = 10\nspeed = 3\n' > "$work/bad_key.toml"
+expect 2 "(line 3): unknown config key 'train.speed'" "$bin/sparta-train" --config "$work/bad_key.toml"
+expect 2 "File does not exist: $work/none.toml" "$bin/sparta-train" --config "$work/none.toml"
+expect 2 "Run with --help" "$bin/sparta-train" --no-such-flag
+expect 2 "Run with --help" "$bin/sparta-prep" --out "$work/x" --input "$work/missing.txt"
+expect 2 "--vocab-size 70000 out of range" "$bin/sparta-prep" --out "$work/v" --input "$work/text.txt" --vocab-size 70000
+
+# Data errors: exit 3.
+expect 3 "no $work/nodata/meta.json" "$bin/sparta-train" "${tiny[@]}" --set "data.dir=$work/nodata"
+expect 3 "default corpus not found in '$work/nocorpus'" "$bin/sparta-prep" --out "$work/d2" --corpus-dir "$work/nocorpus"
+cp -r "$work/data" "$work/bad_magic"
+printf 'XXXX' | dd of="$work/bad_magic/train_000.bin" bs=1 conv=notrunc status=none
+expect 3 "train_000.bin: not a token shard: magic" "$bin/sparta-train" "${tiny[@]}" --set "data.dir=$work/bad_magic"
+cp -r "$work/data" "$work/truncated"
+truncate -s -3 "$work/truncated/val_000.bin"
+expect 3 "val_000.bin: truncated or padded token shard" "$bin/sparta-train" "${tiny[@]}" --set "data.dir=$work/truncated"
+cp -r "$work/data" "$work/big_token"
+printf '\xff\xff' | dd of="$work/big_token/train_000.bin" bs=1 seek=1030 conv=notrunc status=none
+expect 3 "token 65535 at byte offset 1030 is >= the vocabulary size 64" "$bin/sparta-train" "${tiny[@]}" --set "data.dir=$work/big_token"
+
+# Help and config printing: exit 0; the printed config loads back unchanged.
+expect 0 "--config" "$bin/sparta-train" --help
+"$bin/sparta-train" "${tiny[@]}" --print-config > "$work/effective.toml"
+expect 0 "n_layers = 2" "$bin/sparta-train" --config "$work/effective.toml" --print-config
+expect 0 "| \`model.mixln_alpha\` |" "$bin/sparta-train" --print-config-reference
+
+# A tiny run: progress lines, eval lines, summary, metrics JSONL, saved config.
+expect 0 "done: 8 steps" "$bin/sparta-train" "${tiny[@]}" --run-dir "$work/run" --metrics-out "$work/m.jsonl"
+out=$("$bin/sparta-train" "${tiny[@]}" --run-dir "$work/run2" 2>&1)
+for needle in "unigram baseline" "step 8/8 | loss" "tok/s" "ETA" "eval  step 4 | val loss" "bits/byte"; do
+  if grep -qF -- "$needle" <<<"$out"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: run output lacks '$needle'"; fi
+done
+if python3 - "$work/m.jsonl" "$work/run2/metrics.jsonl" "$work/run/config.toml" <<'PY'
+import json, sys
+for path in sys.argv[1:3]:
+    lines = [json.loads(l) for l in open(path)]
+    train = [l for l in lines if "loss" in l]
+    evals = [l for l in lines if "val_loss" in l]
+    assert len(train) == 8, (path, len(train))
+    for l in train:
+        assert {"step", "loss", "lr", "grad_norm", "tokens_per_s", "step_ms"} <= set(l), l
+    assert [e["step"] for e in evals] == [4, 8], evals
+    assert all(e["val_bpb"] > 0 for e in evals)
+assert "[model]" in open(sys.argv[3]).read()
+PY
+then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: metrics JSONL / config.toml content"; fi
+
+echo "cli_test: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
