@@ -7,8 +7,8 @@
 #include <exception>
 #include <functional>
 
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <CLI/CLI.hpp>
 
 #include "kernels/blas.h"
 #include "kernels/check.h"

@@ -17,8 +17,10 @@ int main(int argc, char** argv) {
   app.add_option("--val-fraction", opt.val_fraction,
                  "with --input: fraction of each file's last lines held out for validation")
       ->capture_default_str();
-  app.add_option("--vocab-size", opt.vocab_size, "BPE vocabulary size to train")->capture_default_str();
-  app.add_option("--tokenizer", opt.tokenizer, "use this SentencePiece .model instead of training one")
+  app.add_option("--vocab-size", opt.vocab_size, "BPE vocabulary size to train")
+      ->capture_default_str();
+  app.add_option("--tokenizer", opt.tokenizer,
+                 "use this SentencePiece .model instead of training one")
       ->check(CLI::ExistingFile);
   app.add_flag("--force", opt.force, "rebuild even if the data directory is complete");
   return sparta::apps::run_main("sparta-prep", app, argc, argv, [&] {

@@ -16,7 +16,8 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   app.add_option("--set", overrides, "override one key: section.key=value (repeatable)");
   app.add_option("--run-dir", run_dir, "directory for config.toml and metrics.jsonl");
-  app.add_option("--metrics-out", metrics_out, "JSONL metrics file (default <run-dir>/metrics.jsonl)");
+  app.add_option("--metrics-out", metrics_out,
+                 "JSONL metrics file (default <run-dir>/metrics.jsonl)");
   app.add_flag("--print-config", print_config, "print the effective config and exit");
   app.add_flag("--print-config-reference", print_reference,
                "print the Markdown table of every config key and exit");

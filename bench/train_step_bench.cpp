@@ -104,8 +104,9 @@ int main(int argc, char** argv) {
     const double gemm_ffn = sgemm_gflops(static_cast<int>(N), static_cast<int>(FC), m.d_model, 10);
 
     sparta::models::Transformer model(m, static_cast<int>(B), k::Device::cpu(), 1);
-    sparta::trainer::AdamW opt(model.params(), model.flat_params(),
-                               {cfg.optim.beta1, cfg.optim.beta2, cfg.optim.eps, cfg.optim.weight_decay});
+    sparta::trainer::AdamW opt(
+        model.params(), model.flat_params(),
+        {cfg.optim.beta1, cfg.optim.beta2, cfg.optim.eps, cfg.optim.weight_decay});
     std::vector<int32_t> tok(static_cast<size_t>(N)), tgt(static_cast<size_t>(N));
     for (size_t i = 0; i < tok.size(); ++i) {
       tok[i] = static_cast<int32_t>(k::philox(3, 0, i)[0] % static_cast<uint32_t>(m.vocab_size));
@@ -143,7 +144,8 @@ int main(int argc, char** argv) {
     fmt::print("{:<44}{:>12}\n", "measure", "value");
     fmt::print("{:<44}{:>12.1f}\n", "FMA peak, all threads (GFLOP/s)", peak);
     fmt::print("{:<44}{:>12.1f}\n", "raw sgemm 1024^3 (GFLOP/s)", gemm_sq);
-    fmt::print("{:<44}{:>12.1f}\n", fmt::format("raw sgemm FFN shape {}x{}x{} (GFLOP/s)", N, FC, m.d_model), gemm_ffn);
+    fmt::print("{:<44}{:>12.1f}\n",
+               fmt::format("raw sgemm FFN shape {}x{}x{} (GFLOP/s)", N, FC, m.d_model), gemm_ffn);
     fmt::print("{:<44}{:>12.1f}\n", "train step (ms)", step_s * 1e3);
     fmt::print("{:<44}{:>12.0f}\n", "tokens/s", tok_s);
     fmt::print("{:<44}{:>12.1f}\n", "step GFLOP/s (GEMM + attention FLOPs)", step_gflops);
@@ -151,12 +153,18 @@ int main(int argc, char** argv) {
     fmt::print("{:<44}{:>12.1f}%\n", "GEMM share of step time", 100 * gemm_share);
     fmt::print("{:<44}{:>12.1f}%\n", "step / FMA peak", 100 * step_gflops / peak);
     fmt::print("{:<44}{:>12.1f}%\n", "step / raw sgemm 1024^3", 100 * step_gflops / gemm_sq);
-    fmt::print("{:<44}{:>12.1f}%\n", "in-step GEMM / raw sgemm FFN shape", 100 * gemm_gflops_in_step / gemm_ffn);
-    const nlohmann::json j = {{"tokens_per_s", tok_s},        {"step_ms", step_s * 1e3},
-                              {"step_gflops", step_gflops},   {"gemm_gflops_in_step", gemm_gflops_in_step},
-                              {"gemm_share", gemm_share},     {"fma_peak_gflops", peak},
-                              {"raw_sgemm_1024_gflops", gemm_sq}, {"raw_sgemm_ffn_gflops", gemm_ffn},
-                              {"params", model.num_params()}, {"blas", k::blas_info()}};
+    fmt::print("{:<44}{:>12.1f}%\n", "in-step GEMM / raw sgemm FFN shape",
+               100 * gemm_gflops_in_step / gemm_ffn);
+    const nlohmann::json j = {{"tokens_per_s", tok_s},
+                              {"step_ms", step_s * 1e3},
+                              {"step_gflops", step_gflops},
+                              {"gemm_gflops_in_step", gemm_gflops_in_step},
+                              {"gemm_share", gemm_share},
+                              {"fma_peak_gflops", peak},
+                              {"raw_sgemm_1024_gflops", gemm_sq},
+                              {"raw_sgemm_ffn_gflops", gemm_ffn},
+                              {"params", model.num_params()},
+                              {"blas", k::blas_info()}};
     fmt::print("bench_json: {}\n", j.dump());
     return 0;
   });

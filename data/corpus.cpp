@@ -81,9 +81,9 @@ const std::vector<HeldOutBook>& default_validation_books() {
 }
 
 std::vector<std::string> clean_usfm(const std::string& usfm_text, std::string* book_code) {
-  static const std::set<std::string> kText = {"v",  "p",   "m",   "q",   "q1",  "q2", "q3",
-                                              "q4", "pi",  "pi1", "pi2", "li",  "li1", "li2",
-                                              "nb", "pc",  "mi",  "pm",  "pmo", "d"};
+  static const std::set<std::string> kText = {"v",  "p",  "m",   "q",   "q1",  "q2",  "q3",
+                                              "q4", "pi", "pi1", "pi2", "li",  "li1", "li2",
+                                              "nb", "pc", "mi",  "pm",  "pmo", "d"};
   std::vector<std::string> lines;
   std::istringstream in(usfm_text);
   std::string line;
@@ -120,7 +120,8 @@ std::vector<Document> split_kjv(const std::string& text) {
     const size_t sp = line.find(' ', i);
     if (i == 0 || sp == std::string::npos) continue;
     const std::string book = line.substr(0, i);
-    if (docs.empty() || docs.back().source != "kjv:" + book) docs.push_back({"kjv:" + book, {}, false});
+    if (docs.empty() || docs.back().source != "kjv:" + book)
+      docs.push_back({"kjv:" + book, {}, false});
     std::string t = collapse_spaces(line.substr(sp + 1));
     if (!t.empty()) docs.back().lines.push_back(std::move(t));
   }
@@ -131,9 +132,10 @@ std::vector<Document> load_default_corpus(const std::string& corpus_dir) {
   namespace fs = std::filesystem;
   const fs::path web = fs::path(corpus_dir) / "web", kjv = fs::path(corpus_dir) / "kjv.txt";
   if (!fs::is_directory(web) || !fs::exists(kjv))
-    SPARTA_DATA_ERROR("default corpus not found in '{}' (expected web/*.usfm and kjv.txt): run "
-                      "data/fetch-default-corpus.sh {}",
-                      corpus_dir, corpus_dir);
+    SPARTA_DATA_ERROR(
+        "default corpus not found in '{}' (expected web/*.usfm and kjv.txt): run "
+        "data/fetch-default-corpus.sh {}",
+        corpus_dir, corpus_dir);
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(web))
     if (e.path().extension() == ".usfm") files.push_back(e.path().string());
@@ -170,9 +172,15 @@ std::vector<Document> load_text_file(const std::string& path, double val_fractio
   if (lines.empty()) SPARTA_DATA_ERROR("{} contains no text", path);
   const size_t nval = static_cast<size_t>(static_cast<double>(lines.size()) * val_fraction);
   std::vector<Document> docs;
-  docs.push_back({path, std::vector<std::string>(lines.begin(), lines.end() - static_cast<std::ptrdiff_t>(nval)), false});
+  docs.push_back(
+      {path,
+       std::vector<std::string>(lines.begin(), lines.end() - static_cast<std::ptrdiff_t>(nval)),
+       false});
   if (nval > 0)
-    docs.push_back({path + " (tail)", std::vector<std::string>(lines.end() - static_cast<std::ptrdiff_t>(nval), lines.end()), true});
+    docs.push_back(
+        {path + " (tail)",
+         std::vector<std::string>(lines.end() - static_cast<std::ptrdiff_t>(nval), lines.end()),
+         true});
   return docs;
 }
 

@@ -86,7 +86,9 @@ int64_t DataLoader::epoch_of(int64_t step, int accum) const {
   return (step * accum * world_ * B_) / data_.num_windows();
 }
 
-int64_t DataLoader::eval_batches() const { return (data_.num_windows() + B_ - 1) / B_; }
+int64_t DataLoader::eval_batches() const {
+  return (data_.num_windows() + B_ - 1) / B_;
+}
 
 void DataLoader::eval_batch(int64_t index, int32_t* tokens, int32_t* targets) const {
   const int64_t T = data_.seq_len();

@@ -17,7 +17,7 @@ namespace sparta::data {
 namespace fs = std::filesystem;
 
 namespace {
-constexpr int kBosId = 1;                     // starts every document in the token stream
+constexpr int kBosId = 1;                      // starts every document in the token stream
 constexpr size_t kMaxShardTokens = 100000000;  // llm.c's shard size
 
 void write_lines(const std::string& path, const std::vector<Document>& docs, bool validation) {
@@ -54,8 +54,9 @@ PrepSummary run_prep(const PrepOptions& opt) {
   const fs::path out(opt.out_dir);
   if (!opt.force && fs::exists(out / "meta.json")) {
     PrepSummary s = read_meta(opt.out_dir);
-    fmt::print("sparta-prep: {} is up to date ({} train / {} val tokens, vocab {}); --force rebuilds\n",
-               opt.out_dir, s.train_tokens, s.val_tokens, s.vocab_size);
+    fmt::print(
+        "sparta-prep: {} is up to date ({} train / {} val tokens, vocab {}); --force rebuilds\n",
+        opt.out_dir, s.train_tokens, s.val_tokens, s.vocab_size);
     return s;
   }
   if (opt.vocab_size < 8 || opt.vocab_size > 65535)
@@ -78,9 +79,10 @@ PrepSummary run_prep(const PrepOptions& opt) {
   s.rebuilt = true;
   for (const auto& d : docs) (d.validation ? s.val_docs : s.train_docs)++;
   if (s.train_docs == 0 || s.val_docs == 0)
-    SPARTA_DATA_ERROR("need both training and validation text (got {} train, {} validation "
-                      "documents); raise --val-fraction or add input",
-                      s.train_docs, s.val_docs);
+    SPARTA_DATA_ERROR(
+        "need both training and validation text (got {} train, {} validation "
+        "documents); raise --val-fraction or add input",
+        s.train_docs, s.val_docs);
   const std::string train_txt = (out / "train.txt").string();
   write_lines(train_txt, docs, false);
   write_lines((out / "val.txt").string(), docs, true);
@@ -94,7 +96,8 @@ PrepSummary run_prep(const PrepOptions& opt) {
   }
   Tokenizer tok(model);
   s.vocab_size = tok.vocab_size();
-  if (s.vocab_size > 65535) SPARTA_DATA_ERROR("tokenizer {} has {} ids > 65535", model, s.vocab_size);
+  if (s.vocab_size > 65535)
+    SPARTA_DATA_ERROR("tokenizer {} has {} ids > 65535", model, s.vocab_size);
 
   for (bool validation : {false, true}) {
     std::vector<uint16_t> ids;
@@ -132,10 +135,11 @@ PrepSummary run_prep(const PrepOptions& opt) {
     if (d.validation) val_sources.push_back(d.source);
   j["validation_sources"] = val_sources;
   std::ofstream((out / "meta.json").string()) << j.dump(2) << '\n';
-  fmt::print("sparta-prep: wrote {}: {} train tokens ({} docs), {} val tokens ({} docs), vocab {}, "
-             "{:.2f} bytes/token\n",
-             opt.out_dir, s.train_tokens, s.train_docs, s.val_tokens, s.val_docs, s.vocab_size,
-             static_cast<double>(s.train_bytes) / static_cast<double>(s.train_tokens));
+  fmt::print(
+      "sparta-prep: wrote {}: {} train tokens ({} docs), {} val tokens ({} docs), vocab {}, "
+      "{:.2f} bytes/token\n",
+      opt.out_dir, s.train_tokens, s.train_docs, s.val_tokens, s.val_docs, s.vocab_size,
+      static_cast<double>(s.train_bytes) / static_cast<double>(s.train_tokens));
   return s;
 }
 

@@ -8,12 +8,12 @@ namespace sparta::data {
 
 struct PrepOptions {
   std::string out_dir;
-  std::string corpus_dir;            // the built-in corpus (used when `inputs` is empty)
-  std::vector<std::string> inputs;   // user text files
-  double val_fraction = 0.02;        // user files: tail of each file held out
+  std::string corpus_dir;           // the built-in corpus (used when `inputs` is empty)
+  std::vector<std::string> inputs;  // user text files
+  double val_fraction = 0.02;       // user files: tail of each file held out
   int vocab_size = 4096;
-  std::string tokenizer;             // an existing .model to use instead of training one
-  bool force = false;                // rebuild even if meta.json exists
+  std::string tokenizer;  // an existing .model to use instead of training one
+  bool force = false;     // rebuild even if meta.json exists
   int threads = 2;
 };
 

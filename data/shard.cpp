@@ -44,8 +44,9 @@ Shard::Shard(const std::string& path, int64_t vocab_size) : path_(path) {
   const size_t bytes = static_cast<size_t>(st.st_size);
   if (bytes < kShardHeaderBytes) {
     ::close(fd);
-    SPARTA_DATA_ERROR("{}: truncated token shard: {} bytes, the header alone is {} (at byte offset {})",
-                      path, bytes, kShardHeaderBytes, bytes);
+    SPARTA_DATA_ERROR(
+        "{}: truncated token shard: {} bytes, the header alone is {} (at byte offset {})", path,
+        bytes, kShardHeaderBytes, bytes);
   }
   map_ = ::mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
@@ -64,13 +65,14 @@ Shard::Shard(const std::string& path, int64_t vocab_size) : path_(path) {
   count_ = header[2];
   const size_t want = kShardHeaderBytes + static_cast<size_t>(count_) * sizeof(uint16_t);
   if (count_ < 0 || bytes != want)
-    SPARTA_DATA_ERROR("{}: truncated or padded token shard: header (byte offset 8) says {} tokens = "
-                      "{} bytes, file has {} bytes",
-                      path, count_, want, bytes);
+    SPARTA_DATA_ERROR(
+        "{}: truncated or padded token shard: header (byte offset 8) says {} tokens = "
+        "{} bytes, file has {} bytes",
+        path, count_, want, bytes);
   tokens_ = reinterpret_cast<const uint16_t*>(static_cast<const char*>(map_) + kShardHeaderBytes);
   if (vocab_size > 0) {
-    const uint16_t* bad = std::find_if(tokens_, tokens_ + count_,
-                                       [&](uint16_t t) { return t >= vocab_size; });
+    const uint16_t* bad =
+        std::find_if(tokens_, tokens_ + count_, [&](uint16_t t) { return t >= vocab_size; });
     if (bad != tokens_ + count_)
       SPARTA_DATA_ERROR("{}: token {} at byte offset {} is >= the vocabulary size {}", path, *bad,
                         kShardHeaderBytes + static_cast<size_t>(bad - tokens_) * sizeof(uint16_t),
@@ -94,7 +96,8 @@ std::vector<std::string> list_shards(const std::string& dir, const std::string& 
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind(split + "_", 0) == 0 && e.path().extension() == ".bin") out.push_back(e.path().string());
+    if (name.rfind(split + "_", 0) == 0 && e.path().extension() == ".bin")
+      out.push_back(e.path().string());
   }
   std::sort(out.begin(), out.end());
   return out;

@@ -30,7 +30,9 @@ Tokenizer::Tokenizer(const std::string& model_path)
 
 Tokenizer::~Tokenizer() = default;
 
-int Tokenizer::vocab_size() const { return sp_->GetPieceSize(); }
+int Tokenizer::vocab_size() const {
+  return sp_->GetPieceSize();
+}
 
 std::vector<int> Tokenizer::encode(const std::string& text) const {
   std::vector<int> ids;

@@ -8,7 +8,9 @@
 
 namespace sparta::kernels {
 
-static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+static size_t round_up(size_t n, size_t a) {
+  return (n + a - 1) / a * a;
+}
 
 Arena Arena::measuring(Device device) {
   Arena a;
@@ -26,9 +28,13 @@ Arena::Arena(Device device, size_t capacity_bytes, std::string name)
   }
 }
 
-Arena::~Arena() { release(); }
+Arena::~Arena() {
+  release();
+}
 
-Arena::Arena(Arena&& o) noexcept { *this = std::move(o); }
+Arena::Arena(Arena&& o) noexcept {
+  *this = std::move(o);
+}
 
 Arena& Arena::operator=(Arena&& o) noexcept {
   if (this != &o) {
@@ -99,7 +105,11 @@ void zero(Tensor t) {
     std::memset(t.data, 0, t.nbytes());
 }
 
-bool cuda_available() { return cuda_device_count() > 0; }
-int cuda_device_count() { return cuda::device_count(); }
+bool cuda_available() {
+  return cuda_device_count() > 0;
+}
+int cuda_device_count() {
+  return cuda::device_count();
+}
 
 }  // namespace sparta::kernels

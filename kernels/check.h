@@ -38,8 +38,8 @@ class Error : public std::runtime_error {
 }  // namespace sparta
 
 // SPARTA_CHECK(cond, "format {}", args...): internal invariant; message names file and line.
-#define SPARTA_CHECK(cond, ...)                                                   \
-  do {                                                                            \
+#define SPARTA_CHECK(cond, ...)                                                                \
+  do {                                                                                         \
     if (!(cond)) ::sparta::fail_check(__FILE__, __LINE__, #cond, fmt::format("" __VA_ARGS__)); \
   } while (0)
 

@@ -9,7 +9,9 @@ namespace sparta::kernels {
 
 namespace {
 
-float* opt_f32(const Tensor& t) { return t.empty() ? nullptr : t.f32(); }
+float* opt_f32(const Tensor& t) {
+  return t.empty() ? nullptr : t.f32();
+}
 
 void same_device(const char* op, std::initializer_list<const Tensor*> ts) {
   const Tensor* first = nullptr;
@@ -78,8 +80,8 @@ void embedding_forward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe) {
   SPARTA_CHECK(wpe.empty() || (wpe.dim(1) == C && wpe.dim(0) >= T),
                "embedding_forward: wpe {} for T={} C={}", wpe.shape_str(), T, C);
   expect_numel("embedding_forward", "out", out, B * T * C);
-  SPARTA_DISPATCH(out.device, embedding_forward(out.f32(), tokens.i32(), wte.f32(), opt_f32(wpe),
-                                                B, T, C));
+  SPARTA_DISPATCH(out.device,
+                  embedding_forward(out.f32(), tokens.i32(), wte.f32(), opt_f32(wpe), B, T, C));
 }
 
 void embedding_backward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens) {
@@ -209,8 +211,8 @@ void attention_forward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v, bool 
   const int64_t BH = q.dim(0) * q.dim(1), T = q.dim(2), D = q.dim(3);
   for (const Tensor* t : {&o, &k, &v}) expect_numel("attention_forward", "o/k/v", *t, q.numel());
   expect_numel("attention_forward", "lse", lse, BH * T);
-  SPARTA_DISPATCH(q.device, attention_forward(o.f32(), lse.f32(), q.f32(), k.f32(), v.f32(), BH,
-                                              T, D, causal));
+  SPARTA_DISPATCH(
+      q.device, attention_forward(o.f32(), lse.f32(), q.f32(), k.f32(), v.f32(), BH, T, D, causal));
 }
 
 void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
@@ -220,9 +222,9 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, 
   for (const Tensor* t : {&dq, &dk, &dv, &dout, &k, &v, &o})
     expect_numel("attention_backward", "tensor", *t, q.numel());
   expect_numel("attention_backward", "lse", lse, BH * T);
-  SPARTA_DISPATCH(q.device, attention_backward(dq.f32(), dk.f32(), dv.f32(), dout.f32(), q.f32(),
-                                               k.f32(), v.f32(), o.f32(), lse.f32(), BH, T, D,
-                                               causal));
+  SPARTA_DISPATCH(q.device,
+                  attention_backward(dq.f32(), dk.f32(), dv.f32(), dout.f32(), q.f32(), k.f32(),
+                                     v.f32(), o.f32(), lse.f32(), BH, T, D, causal));
 }
 
 void lm_head_xent(Tensor losses, Tensor logits_ws, Tensor hidden, Tensor wout, Tensor targets,
@@ -253,7 +255,9 @@ void accumulate(Tensor dst, Tensor src) {
   SPARTA_DISPATCH(dst.device, accumulate(dst.f32(), src.f32(), dst.numel()));
 }
 
-void scale(Tensor x, float s) { SPARTA_DISPATCH(x.device, scale(x.f32(), s, x.numel())); }
+void scale(Tensor x, float s) {
+  SPARTA_DISPATCH(x.device, scale(x.f32(), s, x.numel()));
+}
 
 double sum_squares(Tensor x) {
 #ifdef SPARTA_HAVE_CUDA
@@ -268,8 +272,8 @@ void adamw_update(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWPara
   same_device("adamw_update", {&param, &grad, &m, &v});
   for (const Tensor* t : {&grad, &m, &v}) expect_numel("adamw_update", "state", *t, param.numel());
   SPARTA_CHECK(p.step >= 1, "adamw_update: step must be >= 1, got {}", p.step);
-  SPARTA_DISPATCH(param.device, adamw_update(param.f32(), grad.f32(), m.f32(), v.f32(),
-                                             param.numel(), p));
+  SPARTA_DISPATCH(param.device,
+                  adamw_update(param.f32(), grad.f32(), m.f32(), v.f32(), param.numel(), p));
 }
 
 }  // namespace sparta::kernels

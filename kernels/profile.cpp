@@ -11,8 +11,12 @@ std::mutex g_mu;
 Counters g_counters;
 }  // namespace
 
-void enable(bool on) { g_enabled.store(on, std::memory_order_relaxed); }
-bool enabled() { return g_enabled.load(std::memory_order_relaxed); }
+void enable(bool on) {
+  g_enabled.store(on, std::memory_order_relaxed);
+}
+bool enabled() {
+  return g_enabled.load(std::memory_order_relaxed);
+}
 void reset() {
   std::lock_guard<std::mutex> lock(g_mu);
   g_counters = {};

@@ -40,7 +40,9 @@ SPARTA_HD inline std::array<uint32_t, 4> philox(uint64_t seed, uint64_t stream, 
 }
 
 // Uniform in (0, 1): never exactly 0 (safe for log) nor 1.
-SPARTA_HD inline double u32_to_unit(uint32_t x) { return (static_cast<double>(x) + 0.5) / 4294967296.0; }
+SPARTA_HD inline double u32_to_unit(uint32_t x) {
+  return (static_cast<double>(x) + 0.5) / 4294967296.0;
+}
 
 SPARTA_HD inline double uniform(uint64_t seed, uint64_t stream, uint64_t index) {
   return u32_to_unit(philox(seed, stream, index)[0]);
@@ -54,7 +56,14 @@ SPARTA_HD inline double normal(uint64_t seed, uint64_t stream, uint64_t index) {
 }
 
 // Stream ids: a purpose tag in the high 16 bits, a sub-id (parameter number, epoch) below.
-enum class RngPurpose : uint64_t { init = 1, data_order = 2, dropout = 3, noise = 4, sample = 5, test = 15 };
+enum class RngPurpose : uint64_t {
+  init = 1,
+  data_order = 2,
+  dropout = 3,
+  noise = 4,
+  sample = 5,
+  test = 15
+};
 constexpr uint64_t rng_stream(RngPurpose p, uint64_t sub) {
   return (static_cast<uint64_t>(p) << 48) | (sub & 0xFFFFFFFFFFFFull);
 }

@@ -4,11 +4,16 @@ namespace sparta::kernels {
 
 std::string to_string(DType t) {
   switch (t) {
-    case DType::f32: return "f32";
-    case DType::bf16: return "bf16";
-    case DType::f16: return "f16";
-    case DType::i32: return "i32";
-    case DType::u16: return "u16";
+    case DType::f32:
+      return "f32";
+    case DType::bf16:
+      return "bf16";
+    case DType::f16:
+      return "f16";
+    case DType::i32:
+      return "i32";
+    case DType::u16:
+      return "u16";
   }
   return "?";
 }
@@ -20,10 +25,12 @@ std::string to_string(Device d) {
 size_t dtype_size(DType t) {
   switch (t) {
     case DType::f32:
-    case DType::i32: return 4;
+    case DType::i32:
+      return 4;
     case DType::bf16:
     case DType::f16:
-    case DType::u16: return 2;
+    case DType::u16:
+      return 2;
   }
   return 0;
 }
@@ -47,7 +54,8 @@ int64_t Tensor::numel() const {
 
 std::string Tensor::shape_str() const {
   std::string s = "[";
-  for (int i = 0; i < ndim; ++i) s += fmt::format("{}{}", i ? "," : "", shape[static_cast<size_t>(i)]);
+  for (int i = 0; i < ndim; ++i)
+    s += fmt::format("{}{}", i ? "," : "", shape[static_cast<size_t>(i)]);
   return s + "]";
 }
 

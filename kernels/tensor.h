@@ -59,7 +59,8 @@ struct Tensor {
  private:
   template <class T>
   T* typed(DType want) const {
-    SPARTA_CHECK(dtype == want, "tensor has dtype {}, wanted {}", to_string(dtype), to_string(want));
+    SPARTA_CHECK(dtype == want, "tensor has dtype {}, wanted {}", to_string(dtype),
+                 to_string(want));
     return static_cast<T*>(data);
   }
 };

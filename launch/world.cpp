@@ -17,7 +17,9 @@ int env_int(const char* name, int fallback) {
     SPARTA_USAGE_ERROR("environment variable {}='{}' is not a non-negative integer", name, v);
   return static_cast<int>(x);
 }
-bool has(const char* name) { return std::getenv(name) != nullptr; }
+bool has(const char* name) {
+  return std::getenv(name) != nullptr;
+}
 }  // namespace
 
 World discover_world() {

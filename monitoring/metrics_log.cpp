@@ -23,9 +23,12 @@ MetricsLog::~MetricsLog() {
 
 void MetricsLog::write(const TrainRecord& r) {
   if (!f_) return;
-  nlohmann::json j = {{"step", r.step},           {"loss", r.loss},
-                      {"lr", r.lr},               {"grad_norm", r.grad_norm},
-                      {"tokens_per_s", r.tokens_per_s}, {"step_ms", r.step_ms}};
+  nlohmann::json j = {{"step", r.step},
+                      {"loss", r.loss},
+                      {"lr", r.lr},
+                      {"grad_norm", r.grad_norm},
+                      {"tokens_per_s", r.tokens_per_s},
+                      {"step_ms", r.step_ms}};
   if (!r.layer_grad_norms.empty()) j["layer_grad_norms"] = r.layer_grad_norms;
   std::fputs((j.dump() + "\n").c_str(), f_);
   std::fflush(f_);
@@ -49,10 +52,11 @@ std::string format_duration(double s) {
 std::string progress_line(const TrainRecord& r, int64_t total_steps) {
   const double eta = static_cast<double>(total_steps - r.step) * r.step_ms / 1000.0;
   const int w = static_cast<int>(std::to_string(total_steps).size());
-  return fmt::format("step {:>{}}/{} | loss {:.4f} | lr {:.2e} | gnorm {:.3f} | {:.0f} tok/s | "
-                     "{:.1f} ms | ETA {}",
-                     r.step, w, total_steps, r.loss, r.lr, r.grad_norm, r.tokens_per_s, r.step_ms,
-                     format_duration(eta));
+  return fmt::format(
+      "step {:>{}}/{} | loss {:.4f} | lr {:.2e} | gnorm {:.3f} | {:.0f} tok/s | "
+      "{:.1f} ms | ETA {}",
+      r.step, w, total_steps, r.loss, r.lr, r.grad_norm, r.tokens_per_s, r.step_ms,
+      format_duration(eta));
 }
 
 }  // namespace sparta::monitoring

@@ -38,7 +38,9 @@ struct Key {
   std::string full() const { return section + "." + name; }
 };
 
-std::string quote(const std::string& s) { return "\"" + s + "\""; }
+std::string quote(const std::string& s) {
+  return "\"" + s + "\"";
+}
 
 template <class T>
 std::string real_text(T v) {
@@ -64,15 +66,15 @@ std::vector<Key> build_schema() {
     k.set = [ref](Config& c, const std::string& v) {
       ref(c) = static_cast<std::remove_reference_t<decltype(ref(c))>>(std::stod(v));
     };
-    k.get = [ref](const Config& c) {
-      return real_text(ref(const_cast<Config&>(c)));
-    };
+    k.get = [ref](const Config& c) { return real_text(ref(const_cast<Config&>(c))); };
     keys.push_back(std::move(k));
   };
   auto add_bool = [&](std::string sec, std::string name, auto ref, std::string doc) {
     Key k{sec, name, Kind::boolean, doc, 0, 1, {}, {}, {}};
     k.set = [ref](Config& c, const std::string& v) { ref(c) = v == "true"; };
-    k.get = [ref](const Config& c) { return std::string(ref(const_cast<Config&>(c)) ? "true" : "false"); };
+    k.get = [ref](const Config& c) {
+      return std::string(ref(const_cast<Config&>(c)) ? "true" : "false");
+    };
     keys.push_back(std::move(k));
   };
   auto add_string = [&](std::string sec, std::string name, auto ref, std::string doc) {
@@ -89,14 +91,21 @@ std::vector<Key> build_schema() {
       for (auto v : values)
         if (s == models::to_string(v)) ref(c) = v;
     };
-    k.get = [ref](const Config& c) { return quote(models::to_string(ref(const_cast<Config&>(c)))); };
+    k.get = [ref](const Config& c) {
+      return quote(models::to_string(ref(const_cast<Config&>(c))));
+    };
     keys.push_back(std::move(k));
   };
-#define REF(expr) [](Config& c) -> auto& { return c.expr; }
+#define REF(expr)           \
+  [](Config & c) -> auto& { \
+    return c.expr;          \
+  }
   add_int("model", "n_layers", REF(model.n_layers), 1, 1024, "transformer blocks L");
   add_int("model", "d_model", REF(model.d_model), 1, 65536, "model width C");
-  add_int("model", "n_heads", REF(model.n_heads), 1, 1024, "attention heads H (must divide d_model)");
-  add_int("model", "d_ff", REF(model.d_ff), 1, 1 << 20, "FFN hidden width F (SwiGLU: of gate and of up)");
+  add_int("model", "n_heads", REF(model.n_heads), 1, 1024,
+          "attention heads H (must divide d_model)");
+  add_int("model", "d_ff", REF(model.d_ff), 1, 1 << 20,
+          "FFN hidden width F (SwiGLU: of gate and of up)");
   add_int("model", "vocab_size", REF(model.vocab_size), 0, 65535,
           "vocabulary V; 0 takes the tokenizer's size from the data directory");
   add_int("model", "seq_len", REF(model.seq_len), 1, 1 << 20, "context length T");
@@ -104,7 +113,8 @@ std::vector<Key> build_schema() {
              "normalisation");
   add_choice("model", "norm_placement", REF(model.norm_placement),
              std::vector{NormPlacement::pre, NormPlacement::post, NormPlacement::mix},
-             "pre | post | mix (Mix-LN: first floor(mixln_alpha * L) layers Post-LN, rest Pre-LN)");
+             "where each layer's two norms sit; mix = Mix-LN: the first floor(mixln_alpha * L) "
+             "layers Post-LN, the rest Pre-LN");
   add_real("model", "mixln_alpha", REF(model.mixln_alpha), 0.0, 1.0,
            "Mix-LN fraction of Post-LN layers (norm_placement = \"mix\")");
   add_int("model", "mixln_post_layers", REF(model.mixln_post_layers), -1, 1024,
@@ -123,14 +133,17 @@ std::vector<Key> build_schema() {
 
   add_int("train", "steps", REF(train.steps), 1, 1e12, "optimizer steps");
   add_int("train", "batch_size", REF(train.batch_size), 1, 1 << 20, "sequences per micro-batch");
-  add_int("train", "grad_accum", REF(train.grad_accum), 1, 1 << 20, "micro-batches per optimizer step");
+  add_int("train", "grad_accum", REF(train.grad_accum), 1, 1 << 20,
+          "micro-batches per optimizer step");
   add_int("train", "seed", REF(train.seed), 0, 9.0e18, "seed of init and data order");
   add_int("train", "eval_every", REF(train.eval_every), 0, 1e12,
           "validation every N steps (0: only at the end)");
   add_int("train", "eval_batches", REF(train.eval_batches), 0, 1e12,
           "validation batches per evaluation (0: the whole validation split)");
   add_int("train", "log_every", REF(train.log_every), 1, 1e12, "progress line every N steps");
-  add_string("train", "device", REF(train.device), "cpu | cuda");
+  add_string("train", "device", REF(train.device), "where the model trains");
+  keys.back().kind = Kind::choice;
+  keys.back().choices = {"cpu", "cuda"};
   add_int("train", "threads", REF(train.threads), 0, 4096, "CPU threads (0: all cores)");
 
   add_real("optim", "lr", REF(optim.lr), 0.0, 10.0, "peak learning rate (> 0)");
@@ -157,11 +170,16 @@ const std::vector<Key>& schema() {
 
 std::string kind_name(const Key& k) {
   switch (k.kind) {
-    case Kind::integer: return "integer";
-    case Kind::real: return "float";
-    case Kind::boolean: return "bool";
-    case Kind::string: return "string";
-    case Kind::choice: return "string";
+    case Kind::integer:
+      return "integer";
+    case Kind::real:
+      return "float";
+    case Kind::boolean:
+      return "bool";
+    case Kind::string:
+      return "string";
+    case Kind::choice:
+      return "string";
   }
   return "?";
 }
@@ -172,8 +190,10 @@ std::string allowed(const Key& k) {
     case Kind::real:
       return fmt::format("{} in [{}, {}]", k.kind == Kind::integer ? "an integer" : "a number",
                          k.min, k.max);
-    case Kind::boolean: return "true or false";
-    case Kind::string: return "a string";
+    case Kind::boolean:
+      return "true or false";
+    case Kind::string:
+      return "a string";
     case Kind::choice: {
       std::string s = "one of";
       for (size_t i = 0; i < k.choices.size(); ++i) s += (i ? ", \"" : " \"") + k.choices[i] + "\"";
@@ -183,7 +203,8 @@ std::string allowed(const Key& k) {
   return "";
 }
 
-const Key& find_key(const std::string& section, const std::string& name, const std::string& origin) {
+const Key& find_key(const std::string& section, const std::string& name,
+                    const std::string& origin) {
   std::string known;
   bool section_known = false;
   for (const Key& k : schema()) {
@@ -261,8 +282,8 @@ std::string from_override(const Key& k, std::string v, const std::string& origin
       char* end = nullptr;
       const double x = std::strtod(v.c_str(), &end);
       if (v.empty() || end != v.c_str() + v.size() || !std::isfinite(x))
-        SPARTA_USAGE_ERROR("{}: {}={} is not a number: {} must be {}", origin, k.full(), v, k.full(),
-                           allowed(k));
+        SPARTA_USAGE_ERROR("{}: {}={} is not a number: {} must be {}", origin, k.full(), v,
+                           k.full(), allowed(k));
       return fmt::format("{:.17g}", x);
     }
     case Kind::boolean:
@@ -271,7 +292,8 @@ std::string from_override(const Key& k, std::string v, const std::string& origin
       SPARTA_USAGE_ERROR("{}: {}={} is not a bool: {} must be true or false", origin, k.full(), v,
                          k.full());
     case Kind::string:
-    case Kind::choice: return v;
+    case Kind::choice:
+      return v;
   }
   return v;
 }
@@ -281,7 +303,8 @@ void apply_toml(Config& c, const toml::table& root, const std::string& origin) {
     const std::string section(sec.str());
     const toml::table* t = node.as_table();
     if (!t)
-      SPARTA_USAGE_ERROR("{}: '{}' must be a [section] table; sections hold the keys", origin, section);
+      SPARTA_USAGE_ERROR("{}: '{}' must be a [section] table; sections hold the keys", origin,
+                         section);
     for (const auto& [key, value] : *t) {
       const std::string name(key.str());
       const std::string where = fmt::format("{} (line {})", origin, value.source().begin.line);
@@ -305,23 +328,24 @@ void check_cross(const Config& c) {
   if (m.mixln_post_layers > m.n_layers)
     SPARTA_USAGE_ERROR("model.mixln_post_layers = {} exceeds model.n_layers = {}",
                        m.mixln_post_layers, m.n_layers);
-  if (c.train.device != "cpu" && c.train.device != "cuda")
-    SPARTA_USAGE_ERROR("train.device = \"{}\" is not allowed: train.device must be one of \"cpu\", "
-                       "\"cuda\"",
-                       c.train.device);
-  if (c.optim.lr <= 0) SPARTA_USAGE_ERROR("optim.lr = {} is not allowed: optim.lr must be > 0", c.optim.lr);
+  if (c.optim.lr <= 0)
+    SPARTA_USAGE_ERROR("optim.lr = {} is not allowed: optim.lr must be > 0", c.optim.lr);
 }
 
 }  // namespace
 
-const char* embedded_default_config() { return kDefaultConfigToml; }
+const char* embedded_default_config() {
+  return kDefaultConfigToml;
+}
 
 Config load_config(const std::string& file, const std::vector<std::string>& overrides) {
   Config c;
   toml::table root;
   const std::string origin = file.empty() ? "configs/default.toml (embedded)" : file;
   try {
-    root = file.empty() ? toml::parse(std::string_view(kDefaultConfigToml), std::string_view("configs/default.toml")) : toml::parse_file(file);
+    root = file.empty() ? toml::parse(std::string_view(kDefaultConfigToml),
+                                      std::string_view("configs/default.toml"))
+                        : toml::parse_file(file);
   } catch (const toml::parse_error& e) {
     const auto& src = e.source();
     if (!file.empty() && src.begin.line == 0)
@@ -356,10 +380,15 @@ std::string to_toml(const Config& c) {
 
 std::string config_reference_markdown() {
   const Config defaults;
-  std::string out = "| key | type | default | allowed | meaning |\n|---|---|---|---|---|\n";
-  for (const Key& k : schema())
-    out += fmt::format("| `{}` | {} | `{}` | {} | {} |\n", k.full(), kind_name(k), k.get(defaults),
-                       allowed(k), k.doc);
+  const Config shipped = load_config("", {});
+  std::string out =
+      "| key | type | built-in default | in default.toml | allowed | meaning |\n"
+      "|---|---|---|---|---|---|\n";
+  for (const Key& k : schema()) {
+    const std::string a = k.get(defaults), b = k.get(shipped);
+    out += fmt::format("| `{}` | {} | `{}` | {} | {} | {} |\n", k.full(), kind_name(k), a,
+                       a == b ? "" : "`" + b + "`", allowed(k), k.doc);
+  }
   return out;
 }
 

@@ -17,8 +17,8 @@ struct TrainSection {
   int64_t batch_size = 8;  // sequences per micro-batch (per rank)
   int64_t grad_accum = 1;  // micro-batches per optimizer step
   int64_t seed = 1337;
-  int64_t eval_every = 100;   // 0: only at the end
-  int64_t eval_batches = 0;   // 0: the whole validation split
+  int64_t eval_every = 100;  // 0: only at the end
+  int64_t eval_batches = 0;  // 0: the whole validation split
   int64_t log_every = 1;
   std::string device = "cpu";  // cpu | cuda
   int64_t threads = 0;         // CPU threads for OpenMP/OpenBLAS; 0: all cores

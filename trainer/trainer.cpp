@@ -21,9 +21,10 @@ using Clock = std::chrono::steady_clock;
 Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt) {
   world_ = launch::discover_world();
   if (world_.size > 1)
-    SPARTA_USAGE_ERROR("launched as rank {} of {} by {}, but this sparta trains in one process only "
-                       "(the MPI/NCCL runtime is not built yet); run without mpirun/srun",
-                       world_.rank, world_.size, world_.launcher);
+    SPARTA_USAGE_ERROR(
+        "launched as rank {} of {} by {}, but this sparta trains in one process only "
+        "(the MPI/NCCL runtime is not built yet); run without mpirun/srun",
+        world_.rank, world_.size, world_.launcher);
   dp_comm_ = std::make_unique<parallel::SelfComm>();
   if (cfg_.train.threads > 0) {
     omp_set_num_threads(static_cast<int>(cfg_.train.threads));
@@ -49,12 +50,13 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
   train_data_ = std::make_unique<data::TokenDataset>(cfg_.data.dir, "train", T, meta.vocab_size);
   val_data_ = std::make_unique<data::TokenDataset>(cfg_.data.dir, "val", T, meta.vocab_size);
   const uint64_t seed = static_cast<uint64_t>(cfg_.train.seed);
-  train_loader_ = std::make_unique<data::DataLoader>(*train_data_, B, seed, world_.rank, world_.size);
+  train_loader_ =
+      std::make_unique<data::DataLoader>(*train_data_, B, seed, world_.rank, world_.size);
   val_loader_ = std::make_unique<data::DataLoader>(*val_data_, B, seed);
   model_ = std::make_unique<models::Transformer>(cfg_.model, static_cast<int>(B), device, seed);
-  optim_ = std::make_unique<AdamW>(model_->params(), model_->flat_params(),
-                                   AdamWConfig{cfg_.optim.beta1, cfg_.optim.beta2, cfg_.optim.eps,
-                                               cfg_.optim.weight_decay});
+  optim_ = std::make_unique<AdamW>(
+      model_->params(), model_->flat_params(),
+      AdamWConfig{cfg_.optim.beta1, cfg_.optim.beta2, cfg_.optim.eps, cfg_.optim.weight_decay});
   tokens_.resize(static_cast<size_t>(B * T));
   targets_.resize(static_cast<size_t>(B * T));
 
@@ -66,14 +68,16 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
   }
   metrics_ = std::make_unique<monitoring::MetricsLog>(metrics_path);
 
-  say(fmt::format("sparta-train: {} parameters ({:.1f} MB), activations {:.1f} MB, device {}, "
+  say(
+      fmt::format("sparta-train: {} parameters ({:.1f} MB), activations {:.1f} MB, device {}, "
                   "{} Post-LN + {} Pre-LN layers",
                   model_->num_params(), static_cast<double>(model_->param_bytes()) / 1e6,
                   static_cast<double>(model_->activation_bytes()) / 1e6, k::to_string(device),
                   cfg_.model.post_ln_layers(), cfg_.model.n_layers - cfg_.model.post_ln_layers()));
-  say(fmt::format("data: {} train windows ({} tokens), {} val windows ({} tokens), {:.2f} bytes/token",
-                  train_data_->num_windows(), train_data_->num_tokens(), val_data_->num_windows(),
-                  val_data_->num_tokens(), val_bytes_per_token_));
+  say(fmt::format(
+      "data: {} train windows ({} tokens), {} val windows ({} tokens), {:.2f} bytes/token",
+      train_data_->num_windows(), train_data_->num_tokens(), val_data_->num_windows(),
+      val_data_->num_tokens(), val_bytes_per_token_));
 }
 
 Trainer::~Trainer() = default;
@@ -99,7 +103,8 @@ StepResult Trainer::step(int64_t step) {
   r.grad_norm = std::sqrt(k::sum_squares(model_->flat_grads()));
   const double clip = cfg_.optim.clip_norm;
   const double scale = clip > 0 && r.grad_norm > clip ? clip / r.grad_norm : 1.0;
-  r.lr = lr_at(step, cfg_.train.steps, cfg_.optim.lr, cfg_.optim.warmup_steps, cfg_.optim.min_lr_ratio);
+  r.lr = lr_at(step, cfg_.train.steps, cfg_.optim.lr, cfg_.optim.warmup_steps,
+               cfg_.optim.min_lr_ratio);
   optim_->step(r.lr, scale, step + 1);
   return r;
 }
@@ -162,8 +167,9 @@ RunSummary Trainer::run() {
     const StepResult r = step(s);
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - ts).count();
     if (!std::isfinite(r.loss))
-      throw Error(ErrorKind::internal,
-                  fmt::format("training diverged: loss {} at step {} (lower optim.lr?)", r.loss, s + 1));
+      throw Error(
+          ErrorKind::internal,
+          fmt::format("training diverged: loss {} at step {} (lower optim.lr?)", r.loss, s + 1));
     sum.losses.push_back(r.loss);
     window_ms += ms;
     ++window_steps;
@@ -185,8 +191,8 @@ RunSummary Trainer::run() {
     if ((cfg_.train.eval_every > 0 && (s + 1) % cfg_.train.eval_every == 0) || last) {
       const EvalResult e = evaluate();
       metrics_->write(monitoring::EvalRecord{s + 1, e.loss, e.bpb});
-      say(fmt::format("eval  step {} | val loss {:.4f} | {:.3f} bits/byte | {} tokens", s + 1, e.loss,
-                      e.bpb, e.tokens));
+      say(fmt::format("eval  step {} | val loss {:.4f} | {:.3f} bits/byte | {} tokens", s + 1,
+                      e.loss, e.bpb, e.tokens));
       sum.final_val_loss = e.loss;
       sum.final_val_bpb = e.bpb;
     }
@@ -195,11 +201,12 @@ RunSummary Trainer::run() {
   sum.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   sum.tokens_per_s = tokens_per_step * static_cast<double>(steps) / sum.seconds;
   sum.final_train_loss = sum.losses.empty() ? 0 : sum.losses.back();
-  say(fmt::format("done: {} steps, {:.0f} tokens in {} ({:.0f} tok/s) | train loss {:.4f} | val loss "
-                  "{:.4f} ({:.3f} bits/byte) vs unigram {:.4f} ({:.3f} bits/byte)",
-                  steps, tokens_per_step * static_cast<double>(steps),
-                  monitoring::format_duration(sum.seconds), sum.tokens_per_s, sum.final_train_loss,
-                  sum.final_val_loss, sum.final_val_bpb, uni.loss, uni.bpb));
+  say(fmt::format(
+      "done: {} steps, {:.0f} tokens in {} ({:.0f} tok/s) | train loss {:.4f} | val loss "
+      "{:.4f} ({:.3f} bits/byte) vs unigram {:.4f} ({:.3f} bits/byte)",
+      steps, tokens_per_step * static_cast<double>(steps), monitoring::format_duration(sum.seconds),
+      sum.tokens_per_s, sum.final_train_loss, sum.final_val_loss, sum.final_val_bpb, uni.loss,
+      uni.bpb));
   return sum;
 }
 

@@ -7,7 +7,9 @@ namespace sparta::kernels::cpu {
 namespace {
 constexpr float kGeluK = 0.7978845608028654f;  // sqrt(2/pi)
 constexpr float kGeluC = 0.044715f;
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+inline float sigmoid(float x) {
+  return 1.0f / (1.0f + std::exp(-x));
+}
 }  // namespace
 
 void gelu_forward(float* out, const float* inp, int64_t n) {

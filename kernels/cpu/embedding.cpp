@@ -44,9 +44,9 @@ void rope(float* x, int64_t BH, int64_t T, int64_t D, float theta, int sign) {
     float cs[512], sn[512];
     for (int64_t i = 0; i < half; ++i) {
       // Angles in double: at t ~ 4096 an fp32 angle would already be off by ~1e-4 rad.
-      const double ang = static_cast<double>(t) *
-                         std::pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) /
-                                                                  static_cast<double>(D));
+      const double ang =
+          static_cast<double>(t) * std::pow(static_cast<double>(theta),
+                                            -2.0 * static_cast<double>(i) / static_cast<double>(D));
       cs[i] = static_cast<float>(std::cos(ang));
       sn[i] = static_cast<float>(sign) * static_cast<float>(std::sin(ang));
     }

@@ -34,7 +34,8 @@ void lm_head_xent(float* losses, float* logits_ws, const float* hidden, const fl
         z[tgt] -= dloss;
       }
     }
-    if (dhidden) gemm(false, false, nr, C, V, 1.0f, logits_ws, V, wout, C, 1.0f, dhidden + r0 * C, C);
+    if (dhidden)
+      gemm(false, false, nr, C, V, 1.0f, logits_ws, V, wout, C, 1.0f, dhidden + r0 * C, C);
     if (dwout) gemm(true, false, V, C, nr, 1.0f, logits_ws, V, h, C, 1.0f, dwout, C);
   }
 }

@@ -7,7 +7,9 @@ constexpr int kThreads = 256;
 constexpr float kGeluK = 0.7978845608028654f;
 constexpr float kGeluC = 0.044715f;
 
-__device__ inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+__device__ inline float sigmoidf(float x) {
+  return 1.0f / (1.0f + expf(-x));
+}
 
 __global__ void gelu_fwd_k(float* out, const float* inp, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;

@@ -1,5 +1,6 @@
 // Shared helpers of the CUDA twins. Host-only sparta headers (fmt, exceptions) stay out of nvcc:
-// failures are reported through cuda::fail(), implemented in errors.cpp, which throws sparta::Error.
+// failures are reported through cuda::fail(), implemented in errors.cpp, which throws
+// sparta::Error.
 #pragma once
 
 #include <cublasLt.h>
@@ -14,16 +15,16 @@ namespace sparta::kernels::cuda {
 
 [[noreturn]] void fail(const char* file, int line, const char* call, const char* what);
 
-#define SPARTA_CUDA_CHECK(call)                                                      \
-  do {                                                                               \
-    cudaError_t e_ = (call);                                                         \
-    if (e_ != cudaSuccess)                                                           \
+#define SPARTA_CUDA_CHECK(call)                                                         \
+  do {                                                                                  \
+    cudaError_t e_ = (call);                                                            \
+    if (e_ != cudaSuccess)                                                              \
       ::sparta::kernels::cuda::fail(__FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
   } while (0)
-#define SPARTA_CUBLAS_CHECK(call)                                                     \
-  do {                                                                                \
-    cublasStatus_t s_ = (call);                                                       \
-    if (s_ != CUBLAS_STATUS_SUCCESS)                                                  \
+#define SPARTA_CUBLAS_CHECK(call)                                                         \
+  do {                                                                                    \
+    cublasStatus_t s_ = (call);                                                           \
+    if (s_ != CUBLAS_STATUS_SUCCESS)                                                      \
       ::sparta::kernels::cuda::fail(__FILE__, __LINE__, #call, cublasLt_status_name(s_)); \
   } while (0)
 #define SPARTA_CUDA_LAUNCHED() SPARTA_CUDA_CHECK(cudaGetLastError())

@@ -42,9 +42,9 @@ __global__ void rope_k(float* x, int64_t BH, int64_t T, int64_t D, float theta, 
        i += int64_t{gridDim.x} * blockDim.x) {
     const int64_t p = i % half, t = (i / half) % T;
     // Angle in double, as on the CPU: fp32 angles drift by ~1e-4 rad at t ~ 4096.
-    const double ang = static_cast<double>(t) *
-                       pow(static_cast<double>(theta), -2.0 * static_cast<double>(p) /
-                                                           static_cast<double>(D));
+    const double ang =
+        static_cast<double>(t) *
+        pow(static_cast<double>(theta), -2.0 * static_cast<double>(p) / static_cast<double>(D));
     double sd, cd;
     sincos(ang, &sd, &cd);
     const float c = static_cast<float>(cd), s = static_cast<float>(sign) * static_cast<float>(sd);

@@ -29,9 +29,13 @@ void copy_bytes(void* dst, bool, const void* src, bool, size_t bytes) {
   SPARTA_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
 }
 
-void zero_bytes(void* p, size_t bytes) { SPARTA_CUDA_CHECK(cudaMemset(p, 0, bytes)); }
+void zero_bytes(void* p, size_t bytes) {
+  SPARTA_CUDA_CHECK(cudaMemset(p, 0, bytes));
+}
 
-void synchronize() { SPARTA_CUDA_CHECK(cudaDeviceSynchronize()); }
+void synchronize() {
+  SPARTA_CUDA_CHECK(cudaDeviceSynchronize());
+}
 
 void* scratch(size_t bytes) {
   static void* buf = nullptr;

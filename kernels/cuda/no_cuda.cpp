@@ -7,11 +7,19 @@ namespace sparta::kernels::cuda {
 static constexpr const char* kMsg =
     "this sparta was built without CUDA (SPARTA_CUDA=OFF or no nvcc at configure time)";
 
-int device_count() { return 0; }
-void* malloc_device(int, size_t) { throw Error(ErrorKind::usage, kMsg); }
+int device_count() {
+  return 0;
+}
+void* malloc_device(int, size_t) {
+  throw Error(ErrorKind::usage, kMsg);
+}
 void free_device(int, void*) {}
-void copy_bytes(void*, bool, const void*, bool, size_t) { throw Error(ErrorKind::usage, kMsg); }
-void zero_bytes(void*, size_t) { throw Error(ErrorKind::usage, kMsg); }
+void copy_bytes(void*, bool, const void*, bool, size_t) {
+  throw Error(ErrorKind::usage, kMsg);
+}
+void zero_bytes(void*, size_t) {
+  throw Error(ErrorKind::usage, kMsg);
+}
 void synchronize() {}
 
 }  // namespace sparta::kernels::cuda

@@ -7,8 +7,8 @@ namespace sparta::kernels::cuda {
 namespace {
 constexpr int kWarpsPerBlock = 8;
 
-__global__ void ln_fwd_k(float* out, float* mean, float* rstd, const float* inp,
-                         const float* gamma, const float* beta, int64_t N, int64_t C, float eps) {
+__global__ void ln_fwd_k(float* out, float* mean, float* rstd, const float* inp, const float* gamma,
+                         const float* beta, int64_t N, int64_t C, float eps) {
   const int64_t n = blockIdx.x * int64_t{kWarpsPerBlock} + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (n >= N) return;
@@ -96,8 +96,12 @@ __global__ void rms_bwd_gamma_k(float* dgamma, const float* dout, const float* i
   dgamma[c] += s;
 }
 
-unsigned row_blocks(int64_t N) { return static_cast<unsigned>((N + kWarpsPerBlock - 1) / kWarpsPerBlock); }
-unsigned col_blocks(int64_t C) { return static_cast<unsigned>((C + 127) / 128); }
+unsigned row_blocks(int64_t N) {
+  return static_cast<unsigned>((N + kWarpsPerBlock - 1) / kWarpsPerBlock);
+}
+unsigned col_blocks(int64_t C) {
+  return static_cast<unsigned>((C + 127) / 128);
+}
 }  // namespace
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gamma,

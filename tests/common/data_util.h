@@ -23,8 +23,9 @@ inline std::string temp_dir(const std::string& name) {
 
 // Sentences over a 16-word vocabulary; words drawn from a fixed LCG.
 inline std::string write_text(const std::string& dir, int lines) {
-  static const char* words[] = {"the", "king", "said", "unto", "them", "and", "went", "into",
-                                "house", "of", "bread", "light", "water", "stone", "river", "came"};
+  static const char* words[] = {"the",   "king",  "said",  "unto", "them",  "and",
+                                "went",  "into",  "house", "of",   "bread", "light",
+                                "water", "stone", "river", "came"};
   const std::string path = dir + "/text.txt";
   std::ofstream f(path);
   uint32_t s = 12345;

@@ -31,8 +31,8 @@ struct DeviceTensor {
   }
 };
 
-#define SPARTA_REQUIRE_GPU()                                                  \
-  do {                                                                        \
+#define SPARTA_REQUIRE_GPU()                                                 \
+  do {                                                                       \
     if (!::sparta::kernels::cuda_available()) GTEST_SKIP() << "no CUDA GPU"; \
   } while (0)
 

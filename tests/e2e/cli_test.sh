@@ -57,7 +57,7 @@ expect 2 "--vocab-size 70000 out of range" "$bin/sparta-prep" --out "$work/v" --
 expect 3 "no $work/nodata/meta.json" "$bin/sparta-train" "${tiny[@]}" --set "data.dir=$work/nodata"
 expect 3 "default corpus not found in '$work/nocorpus'" "$bin/sparta-prep" --out "$work/d2" --corpus-dir "$work/nocorpus"
 cp -r "$work/data" "$work/bad_magic"
-printf 'XXXX' | dd of="$work/bad_magic/train_000.bin" bs=1 conv=notrunc status=none
+printf 'ZZZZ' | dd of="$work/bad_magic/train_000.bin" bs=1 conv=notrunc status=none
 expect 3 "train_000.bin: not a token shard: magic" "$bin/sparta-train" "${tiny[@]}" --set "data.dir=$work/bad_magic"
 cp -r "$work/data" "$work/truncated"
 truncate -s -3 "$work/truncated/val_000.bin"

@@ -11,7 +11,9 @@ namespace {
 namespace k = sparta::kernels;
 constexpr double kTol = 1e-5;  // fp32 vs fp32 with different summation orders
 
-std::vector<double> host_d(const HostF32& h) { return h.d(); }
+std::vector<double> host_d(const HostF32& h) {
+  return h.d();
+}
 
 TEST(CudaOps, Matmul) {
   SPARTA_REQUIRE_GPU();
@@ -64,8 +66,8 @@ TEST(CudaOps, Norms) {
   HostF32 y({N, C}), mean({N}), rstd({N}), dx({N, C}), dg({C}), db({C});
   k::layernorm_forward(y.t, mean.t, rstd.t, x.t, g.t, b.t, 1e-5f);
   k::layernorm_backward(dx.t, dg.t, db.t, dy.t, x.t, g.t, mean.t, rstd.t);
-  DeviceTensor gx(x), gg(g), gb(b), gdy(dy), gy(y), gmean(mean), grstd(rstd),
-      gdx(HostF32({N, C})), gdg(HostF32({C})), gdb(HostF32({C}));
+  DeviceTensor gx(x), gg(g), gb(b), gdy(dy), gy(y), gmean(mean), grstd(rstd), gdx(HostF32({N, C})),
+      gdg(HostF32({C})), gdb(HostF32({C}));
   k::layernorm_forward(gy.t, gmean.t, grstd.t, gx.t, gg.t, gb.t, 1e-5f);
   k::layernorm_backward(gdx.t, gdg.t, gdb.t, gdy.t, gx.t, gg.t, gmean.t, grstd.t);
   EXPECT_LT(rel_err(gy.to_host(), host_d(y)), kTol);
@@ -121,8 +123,8 @@ TEST(CudaOps, HeadsAndAttention) {
     k::merge_heads(merged.t, o.t);
 
     DeviceTensor gqkv(qkv), gq(q), gk(kk), gv(v), go(o), glse(lse), gdy(dy);
-    DeviceTensor gdq(HostF32({B, H, T, D})), gdk(HostF32({B, H, T, D})),
-        gdv(HostF32({B, H, T, D})), gdqkv(HostF32({B, T, 3 * C})), gmerged(merged);
+    DeviceTensor gdq(HostF32({B, H, T, D})), gdk(HostF32({B, H, T, D})), gdv(HostF32({B, H, T, D})),
+        gdqkv(HostF32({B, T, 3 * C})), gmerged(merged);
     k::split_heads(gq.t, gk.t, gv.t, gqkv.t);
     EXPECT_EQ(gq.to_host(), host_d(q));
     k::attention_forward(go.t, glse.t, gq.t, gk.t, gv.t, causal);
@@ -144,10 +146,12 @@ TEST(CudaOps, LmHeadCrossEntropy) {
   const int64_t N = 50, C = 32, V = 300, R = 16;
   auto h = randn({N, C}, 17), w = randn({V, C}, 18, 0.2f);
   HostI32 tgt({N});
-  for (size_t i = 0; i < tgt.v.size(); ++i) tgt.v[i] = i % 9 == 4 ? -1 : static_cast<int32_t>((i * 31) % V);
+  for (size_t i = 0; i < tgt.v.size(); ++i)
+    tgt.v[i] = i % 9 == 4 ? -1 : static_cast<int32_t>((i * 31) % V);
   HostF32 losses({N}), ws({R, V}), dh({N, C}), dw({V, C});
   k::lm_head_xent(losses.t, ws.t, h.t, w.t, tgt.t, 0.02f, dh.t, dw.t);
-  DeviceTensor gh(h), gw(w), gt(tgt), gl(losses), gws(ws), gdh(HostF32({N, C})), gdw(HostF32({V, C}));
+  DeviceTensor gh(h), gw(w), gt(tgt), gl(losses), gws(ws), gdh(HostF32({N, C})),
+      gdw(HostF32({V, C}));
   k::lm_head_xent(gl.t, gws.t, gh.t, gw.t, gt.t, 0.02f, gdh.t, gdw.t);
   EXPECT_LT(rel_err(gl.to_host(), host_d(losses)), kTol);
   EXPECT_LT(rel_err(gdh.to_host(), host_d(dh)), kTol);

@@ -27,7 +27,8 @@ void expect_usage_error(const std::string& file, const std::vector<std::string>&
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::usage);
     EXPECT_EQ(e.exit_code(), 2);
-    for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
+    for (const auto& n : needles)
+      EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
   }
 }
 
@@ -70,7 +71,8 @@ TEST(Config, UnknownKeyNamesKeyAndListsKnownOnes) {
 TEST(Config, WrongTypeNamesKeyAndType) {
   expect_usage_error(write_toml("type", "[model]\nn_layers = \"six\"\n"), {},
                      {"model.n_layers", "wrong type", "must be an integer in [1, 1024]"});
-  expect_usage_error(write_toml("type2", "[optim]\nlr = true\n"), {}, {"optim.lr", "must be a number in"});
+  expect_usage_error(write_toml("type2", "[optim]\nlr = true\n"), {},
+                     {"optim.lr", "must be a number in"});
   expect_usage_error("", {"train.steps=ten"}, {"train.steps=ten", "not an integer"});
   expect_usage_error("", {"model.tie_embeddings=maybe"}, {"model.tie_embeddings", "true or false"});
   expect_usage_error(write_toml("table", "steps = 3\n"), {}, {"'steps'", "[section]"});
@@ -95,16 +97,17 @@ TEST(Config, CrossKeyChecks) {
 }
 
 TEST(Config, SyntaxErrorAndMissingFile) {
-  expect_usage_error(write_toml("syntax", "[model\nn_layers = 3\n"), {}, {"TOML syntax error", ":1:"});
+  expect_usage_error(write_toml("syntax", "[model\nn_layers = 3\n"), {},
+                     {"TOML syntax error", ":1:"});
   expect_usage_error("/nonexistent/sparta.toml", {}, {"/nonexistent/sparta.toml"});
   expect_usage_error("", {"n_layers=3"}, {"expected section.key=value"});
 }
 
 TEST(Config, ReferenceListsEveryKey) {
   const std::string md = trainer::config_reference_markdown();
-  for (const char* key : {"model.n_layers", "model.norm_placement", "model.mixln_alpha", "model.pos",
-                          "model.tie_embeddings", "train.grad_accum", "train.log_every",
-                          "optim.min_lr_ratio", "optim.clip_norm", "data.dir"})
+  for (const char* key : {"model.n_layers", "model.norm_placement", "model.mixln_alpha",
+                          "model.pos", "model.tie_embeddings", "train.grad_accum",
+                          "train.log_every", "optim.min_lr_ratio", "optim.clip_norm", "data.dir"})
     EXPECT_NE(md.find(std::string("`") + key + "`"), std::string::npos) << key;
 }
 

@@ -29,7 +29,8 @@ void expect_error(F&& f, ErrorKind kind, std::initializer_list<std::string> need
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), kind) << e.what();
-    for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
+    for (const auto& n : needles)
+      EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
   }
 }
 
@@ -155,7 +156,8 @@ TEST(Corpus, UsfmCleaningKeepsProseAndDropsMarkup) {
   const std::string usfm =
       "\\id MRK 41-MRK-web.sfm World English Bible\n\\h Mark\n\\c 1\n\\p\n"
       "\\v 1 The beginning of the \\add Good\\add* News.\n"
-      "\\q1 “Behold,\\f + \\fr 1:2 \\ft a note\\f* I send\\x + \\xo 1:2 \\xt Mal 3:1\\x* my messenger,\n"
+      "\\q1 “Behold,\\f + \\fr 1:2 \\ft a note\\f* I send\\x + \\xo 1:2 \\xt Mal 3:1\\x* my "
+      "messenger,\n"
       "\\v 2 \\w grace|strong=\"G5485\"\\w* to you.\n";
   std::string code;
   const auto lines = data::clean_usfm(usfm, &code);

@@ -42,7 +42,9 @@ void random_batch(Transformer& m, uint64_t stream) {
   m.set_batch(tok.data(), tgt.data());
 }
 
-std::vector<float> to_vec(const k::Tensor& t) { return {t.f32(), t.f32() + t.numel()}; }
+std::vector<float> to_vec(const k::Tensor& t) {
+  return {t.f32(), t.f32() + t.numel()};
+}
 
 struct Variant {
   const char* name;
@@ -90,7 +92,8 @@ TEST_P(ModelGrad, EveryParameterMatchesFiniteDifferences) {
     const double h = 1e-2;
     auto loss_at = [&](double sign) {
       for (int64_t i = 0; i < n; ++i)
-        p.w.f32()[i] = static_cast<float>(w0[static_cast<size_t>(i)] + sign * h * u[static_cast<size_t>(i)]);
+        p.w.f32()[i] =
+            static_cast<float>(w0[static_cast<size_t>(i)] + sign * h * u[static_cast<size_t>(i)]);
       return static_cast<double>(m.forward_loss());
     };
     const double fd = (loss_at(+1) - loss_at(-1)) / (2 * h);
@@ -180,7 +183,8 @@ TEST(MixLN, PostLNBlockOutputHasUnitRMS) {
     const int64_t C = c.d_model, N = out.numel() / C;
     for (int64_t n = 0; n < N; ++n) {
       double ss = 0;
-      for (int64_t j = 0; j < C; ++j) ss += static_cast<double>(out.f32()[n * C + j]) * out.f32()[n * C + j];
+      for (int64_t j = 0; j < C; ++j)
+        ss += static_cast<double>(out.f32()[n * C + j]) * out.f32()[n * C + j];
       EXPECT_NEAR(std::sqrt(ss / C), 1.0, 1e-5) << "layer " << l << " token " << n;
     }
   }
@@ -195,7 +199,8 @@ TEST(MixLN, ZeroedOutputProjectionsGiveIdentityOrNorm) {
   c.mixln_post_layers = 2;
   Transformer m(c, 2, k::Device::cpu(), 5);
   for (auto& p : m.params())
-    if (p.name.find("attn.proj") != std::string::npos || p.name.find("ffn.proj") != std::string::npos)
+    if (p.name.find("attn.proj") != std::string::npos ||
+        p.name.find("ffn.proj") != std::string::npos)
       k::zero(p.w);
   random_batch(m, 5);
   m.forward_loss();
@@ -210,7 +215,8 @@ TEST(MixLN, ZeroedOutputProjectionsGiveIdentityOrNorm) {
   const std::vector<float> out0 = to_vec(m.layer_output(0));
   for (size_t n = 0; n < out0.size() / static_cast<size_t>(C); ++n) {
     double ss = 0;
-    for (int64_t j = 0; j < C; ++j) ss += out0[n * C + static_cast<size_t>(j)] * out0[n * C + static_cast<size_t>(j)];
+    for (int64_t j = 0; j < C; ++j)
+      ss += out0[n * C + static_cast<size_t>(j)] * out0[n * C + static_cast<size_t>(j)];
     EXPECT_NEAR(ss / C, 1.0, 1e-5);
   }
 }

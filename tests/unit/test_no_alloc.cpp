@@ -40,7 +40,9 @@ void* realloc(void* p, size_t n) {
   note();
   return __libc_realloc(p, n);
 }
-void free(void* p) { __libc_free(p); }
+void free(void* p) {
+  __libc_free(p);
+}
 void* aligned_alloc(size_t a, size_t n) {
   note();
   return __libc_memalign(a, n);

@@ -13,8 +13,8 @@ namespace {
 namespace k = sparta::kernels;
 using ref::Vec;
 
-constexpr double kFwdTol = 2e-5;  // fp32 op vs double reference, relative to the output scale
-constexpr double kGradTol = 2e-4; // fp32 analytic gradient vs double finite differences
+constexpr double kFwdTol = 2e-5;   // fp32 op vs double reference, relative to the output scale
+constexpr double kGradTol = 2e-4;  // fp32 analytic gradient vs double finite differences
 
 // L(x) = <f(x), w> with x substituted into slot `which` of the double inputs.
 std::vector<double> fd_of(const std::function<Vec(const std::vector<Vec>&)>& f,
@@ -52,7 +52,9 @@ TEST(Ops, EmbeddingLearnedPositions) {
   auto wte = randn({V, C}, 4), wpe = randn({T, C}, 5), dy = randn({B * T, C}, 6);
   HostF32 y({B * T, C});
   k::embedding_forward(y.t, tok.t, wte.t, wpe.t);
-  auto f = [&](const std::vector<Vec>& in) { return ref::embedding(tok.v, in[0], &in[1], B, T, C); };
+  auto f = [&](const std::vector<Vec>& in) {
+    return ref::embedding(tok.v, in[0], &in[1], B, T, C);
+  };
   EXPECT_LT(rel_err(y.v, f({wte.d(), wpe.d()})), kFwdTol);
   HostF32 dwte({V, C}), dwpe({T, C});
   k::embedding_backward(dwte.t, dwpe.t, dy.t, tok.t);
@@ -72,7 +74,8 @@ TEST(Ops, RopeRotatesAndBackwardIsAdjoint) {
   k::rope_backward(dx.t, theta);
   EXPECT_LT(rel_err(dx.v, fd_of(f, {x.d()}, 0, dy.d())), kGradTol);
   // Position 0 is the identity; rotation preserves each pair's norm.
-  for (int64_t d = 0; d < D; ++d) EXPECT_FLOAT_EQ(y[static_cast<size_t>(d)], x[static_cast<size_t>(d)]);
+  for (int64_t d = 0; d < D; ++d)
+    EXPECT_FLOAT_EQ(y[static_cast<size_t>(d)], x[static_cast<size_t>(d)]);
 }
 
 TEST(Ops, LayerNorm) {
@@ -81,7 +84,9 @@ TEST(Ops, LayerNorm) {
   auto dy = randn({N, C}, 12);
   HostF32 y({N, C}), mean({N}), rstd({N});
   k::layernorm_forward(y.t, mean.t, rstd.t, x.t, g.t, b.t, 1e-5f);
-  auto f = [&](const std::vector<Vec>& in) { return ref::layernorm(in[0], in[1], in[2], N, C, 1e-5); };
+  auto f = [&](const std::vector<Vec>& in) {
+    return ref::layernorm(in[0], in[1], in[2], N, C, 1e-5);
+  };
   const std::vector<Vec> in = {x.d(), g.d(), b.d()};
   EXPECT_LT(rel_err(y.v, f(in)), kFwdTol);
   HostF32 dx({N, C}), dg({C}), db({C});

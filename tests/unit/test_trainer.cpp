@@ -16,10 +16,12 @@ using trainer::RunOptions;
 using trainer::Trainer;
 
 Config tiny(const std::string& data_dir, std::vector<std::string> extra = {}) {
-  std::vector<std::string> sets = {"model.n_layers=2", "model.d_model=32",  "model.n_heads=2",
-                                   "model.d_ff=48",   "model.seq_len=16",  "train.batch_size=4",
-                                   "optim.lr=1e-2",   "optim.warmup_steps=2", "train.eval_every=0",
-                                   "model.mixln_post_layers=1", "data.dir=" + data_dir};
+  std::vector<std::string> sets = {"model.n_layers=2",    "model.d_model=32",
+                                   "model.n_heads=2",     "model.d_ff=48",
+                                   "model.seq_len=16",    "train.batch_size=4",
+                                   "optim.lr=1e-2",       "optim.warmup_steps=2",
+                                   "train.eval_every=0",  "model.mixln_post_layers=1",
+                                   "data.dir=" + data_dir};
   sets.insert(sets.end(), extra.begin(), extra.end());
   return trainer::load_config("", sets);
 }
@@ -43,7 +45,8 @@ TEST(Trainer, LearnsBelowTheUnigramBaseline) {
   EXPECT_LT(l.back(), l.front() - 1.0);
   EXPECT_LT(sum.final_val_loss, sum.unigram_val_loss);
   EXPECT_GT(sum.final_val_bpb, 0.0);
-  EXPECT_NEAR(sum.final_val_bpb / sum.final_val_loss, sum.unigram_val_bpb / sum.unigram_val_loss, 1e-9);
+  EXPECT_NEAR(sum.final_val_bpb / sum.final_val_loss, sum.unigram_val_bpb / sum.unigram_val_loss,
+              1e-9);
 }
 
 TEST(Trainer, SameSeedSameLossesBitForBit) {
@@ -58,7 +61,8 @@ TEST(Trainer, SameSeedSameLossesBitForBit) {
 // global sample index), so losses and weights agree up to fp32 summation order.
 TEST(Trainer, GradientAccumulationEqualsTheLargerBatch) {
   Trainer big(tiny(data_dir(), {"train.steps=4", "train.batch_size=4"}), quiet());
-  Trainer acc(tiny(data_dir(), {"train.steps=4", "train.batch_size=2", "train.grad_accum=2"}), quiet());
+  Trainer acc(tiny(data_dir(), {"train.steps=4", "train.batch_size=2", "train.grad_accum=2"}),
+              quiet());
   for (int64_t s = 0; s < 4; ++s) {
     const auto a = big.step(s), b = acc.step(s);
     EXPECT_NEAR(a.loss, b.loss, 1e-5 * std::fabs(a.loss));
@@ -78,7 +82,8 @@ TEST(Trainer, LearningRateScheduleShape) {
   EXPECT_DOUBLE_EQ(lr_at(9, 100, 1.0, 10, 0.1), 1.0);
   EXPECT_DOUBLE_EQ(lr_at(99, 100, 1.0, 10, 0.1), 0.1);
   EXPECT_NEAR(lr_at(10 + 89 / 2.0, 100, 1.0, 10, 0.1), 0.55, 0.01);
-  for (int64_t s = 10; s < 99; ++s) EXPECT_GE(lr_at(s, 100, 1.0, 10, 0.1), lr_at(s + 1, 100, 1.0, 10, 0.1));
+  for (int64_t s = 10; s < 99; ++s)
+    EXPECT_GE(lr_at(s, 100, 1.0, 10, 0.1), lr_at(s + 1, 100, 1.0, 10, 0.1));
   EXPECT_DOUBLE_EQ(lr_at(0, 1, 2.0, 0, 0.5), 2.0);
 }
 

@@ -13,12 +13,12 @@ enum class PosEncoding { learned, rope };
 enum class FfnType { swiglu, gelu };
 
 struct ModelConfig {
-  int n_layers = 4;     // L
-  int d_model = 128;    // C
-  int n_heads = 4;      // H (D = C / H)
-  int d_ff = 512;       // F: hidden width of the FFN (SwiGLU: of each of gate and up)
+  int n_layers = 4;       // L
+  int d_model = 128;      // C
+  int n_heads = 4;        // H (D = C / H)
+  int d_ff = 512;         // F: hidden width of the FFN (SwiGLU: of each of gate and up)
   int vocab_size = 4096;  // V
-  int seq_len = 128;    // T (maximum context)
+  int seq_len = 128;      // T (maximum context)
   NormType norm = NormType::rmsnorm;
   NormPlacement norm_placement = NormPlacement::mix;
   double mixln_alpha = 0.25;   // mix: the first floor(alpha * L) layers are Post-LN

@@ -51,7 +51,8 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
   };
   const float s = cfg_.init_std;
   param("wte", -1, {V, C}, cfg_.embed_init_std, true, wte_, dwte_);
-  if (cfg_.pos == PosEncoding::learned) param("wpe", -1, {T, C}, cfg_.embed_init_std, true, wpe_, dwpe_);
+  if (cfg_.pos == PosEncoding::learned)
+    param("wpe", -1, {T, C}, cfg_.embed_init_std, true, wpe_, dwpe_);
   layers_.assign(static_cast<size_t>(L), {});
   for (int l = 0; l < L; ++l) {
     LayerParams& p = layers_[static_cast<size_t>(l)];
@@ -129,7 +130,7 @@ void Transformer::init_params(uint64_t seed) {
     const float sc = init_scale_[i];
     const uint64_t stream = k::rng_stream(k::RngPurpose::init, i);
     for (size_t j = 0; j < host.size(); ++j)
-      host[j] = sc == kOnes ? 1.0f
+      host[j] = sc == kOnes    ? 1.0f
                 : sc == kZeros ? 0.0f
                                : sc * static_cast<float>(k::normal(seed, stream, j));
     Tensor h = w;
@@ -145,7 +146,9 @@ int64_t Transformer::num_params() const {
   return n;
 }
 
-void Transformer::zero_grads() { k::zero(flat_grads()); }
+void Transformer::zero_grads() {
+  k::zero(flat_grads());
+}
 
 void Transformer::norm_forward(Tensor out, Tensor mean, Tensor rstd, Tensor in, Tensor g,
                                Tensor b) {
@@ -299,10 +302,10 @@ void Transformer::set_batch(const int32_t* tokens, const int32_t* targets) {
   const int64_t N = tokens_.numel();
   valid_targets_ = 0;
   for (int64_t i = 0; i < N; ++i) {
-    SPARTA_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size, "token {} at position {} outside [0,{})",
-                 tokens[i], i, cfg_.vocab_size);
-    SPARTA_CHECK(targets[i] < cfg_.vocab_size, "target {} at position {} >= vocab {}", targets[i], i,
-                 cfg_.vocab_size);
+    SPARTA_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size,
+                 "token {} at position {} outside [0,{})", tokens[i], i, cfg_.vocab_size);
+    SPARTA_CHECK(targets[i] < cfg_.vocab_size, "target {} at position {} >= vocab {}", targets[i],
+                 i, cfg_.vocab_size);
     valid_targets_ += targets[i] >= 0;
   }
   Tensor ht = tokens_;
@@ -319,7 +322,9 @@ float Transformer::forward_backward(float grad_scale) {
   return loss;
 }
 
-float Transformer::forward_loss() { return forward(false, 0.0f); }
+float Transformer::forward_loss() {
+  return forward(false, 0.0f);
+}
 
 std::vector<double> Transformer::layer_grad_norms() const {
   std::vector<double> ss(static_cast<size_t>(cfg_.n_layers), 0.0);
