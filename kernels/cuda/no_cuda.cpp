@@ -1,5 +1,6 @@
 // Built instead of the CUDA sources when SPARTA_CUDA is off: no device is ever reported, so no
 // CUDA tensor can exist and kernels/ops.cpp never dispatches to the CUDA twins.
+#include "kernels/check.h"
 #include "kernels/cuda/cuda_ops.h"
 
 namespace sparta::kernels::cuda {

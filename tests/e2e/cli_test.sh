@@ -71,6 +71,13 @@ expect 0 "--config" "$bin/sparta-train" --help
 "$bin/sparta-train" "${tiny[@]}" --print-config > "$work/effective.toml"
 expect 0 "n_layers = 2" "$bin/sparta-train" --config "$work/effective.toml" --print-config
 expect 0 "| \`model.mixln_alpha\` |" "$bin/sparta-train" --print-config-reference
+# The README's config reference is the program's own table, line for line.
+missing=$("$bin/sparta-train" --print-config-reference | while IFS= read -r line; do
+  grep -qxF -- "$line" "$src/README.md" || echo "$line"
+done)
+if [ -z "$missing" ]; then pass=$((pass + 1)); else
+  fail=$((fail + 1)); echo "FAIL: README.md config reference is stale; regenerate with --print-config-reference:"; echo "$missing"
+fi
 
 # A tiny run: progress lines, eval lines, summary, metrics JSONL, saved config.
 expect 0 "done: 8 steps" "$bin/sparta-train" "${tiny[@]}" --run-dir "$work/run" --metrics-out "$work/m.jsonl"
