@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   std::string config_file, run_dir, metrics_out;
   std::vector<std::string> overrides;
   bool print_config = false, print_reference = false;
+  std::string resume;
+  int64_t stop_at_step = -1;
   app.add_option("--config", config_file,
                  "TOML config (default: the embedded configs/default.toml)")
       ->check(CLI::ExistingFile);
@@ -18,6 +20,13 @@ int main(int argc, char** argv) {
   app.add_option("--run-dir", run_dir, "directory for config.toml and metrics.jsonl");
   app.add_option("--metrics-out", metrics_out,
                  "JSONL metrics file (default <run-dir>/metrics.jsonl)");
+  app.add_option("--resume", resume,
+                 "auto: continue from the newest complete checkpoint (fresh if none); or a "
+                 "checkpoint directory");
+  app.add_option("--stop-at-step", stop_at_step,
+                 "save a checkpoint after step N and exit 0 (the schedule still ends at "
+                 "train.steps)")
+      ->check(CLI::NonNegativeNumber);
   app.add_flag("--print-config", print_config, "print the effective config and exit");
   app.add_flag("--print-config-reference", print_reference,
                "print the Markdown table of every config key and exit");
@@ -34,6 +43,8 @@ int main(int argc, char** argv) {
     sparta::trainer::RunOptions opt;
     opt.run_dir = run_dir;
     opt.metrics_out = metrics_out;
+    opt.resume = resume;
+    opt.stop_at_step = stop_at_step;
     sparta::trainer::Trainer trainer(cfg, opt);
     trainer.run();
     return 0;

@@ -22,6 +22,9 @@ sparta_require(OPENBLAS_FOUND "OpenBLAS" libopenblas-dev)
 pkg_check_modules(SPM QUIET IMPORTED_TARGET sentencepiece)
 sparta_require(SPM_FOUND "SentencePiece" libsentencepiece-dev)
 
+pkg_check_modules(XXHASH QUIET IMPORTED_TARGET libxxhash)
+sparta_require(XXHASH_FOUND "xxHash" libxxhash-dev)
+
 find_package(tomlplusplus QUIET)
 sparta_require(tomlplusplus_FOUND "toml++" libtomlplusplus-dev)
 find_package(CLI11 QUIET)

@@ -268,6 +268,12 @@ double sum_squares(Tensor x) {
   return cpu::sum_squares(x.f32(), x.numel());
 }
 
+void add_gaussian_noise(Tensor x, float sigma, uint64_t seed, uint32_t param_id, uint32_t step,
+                        int64_t index_offset) {
+  SPARTA_CHECK(index_offset >= 0, "add_gaussian_noise: negative index offset {}", index_offset);
+  SPARTA_DISPATCH(x.device, add_noise(x.f32(), x.numel(), sigma, seed, param_id, step, index_offset));
+}
+
 void adamw_update(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& p) {
   same_device("adamw_update", {&param, &grad, &m, &v});
   for (const Tensor* t : {&grad, &m, &v}) expect_numel("adamw_update", "state", *t, param.numel());

@@ -80,6 +80,11 @@ void scale(Tensor x, float s);             // x *= s
 // Sum of squares of every element, accumulated in double; returns to the host (a sync on GPU).
 double sum_squares(Tensor x);
 
+// Gradient noise: x[i] += sigma * kernels::noise_normal(seed, param_id, step, index_offset + i),
+// where index_offset is the global index of x's first element in its logical parameter (so a
+// shard of a parameter gets exactly the noise of those elements of the whole).
+void add_gaussian_noise(Tensor x, float sigma, uint64_t seed, uint32_t param_id, uint32_t step,
+                        int64_t index_offset = 0);
 // Decoupled weight decay (Loshchilov & Hutter): p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p).
 void adamw_update(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& p);
 

@@ -11,9 +11,9 @@
 
 namespace sparta::monitoring {
 
-MetricsLog::MetricsLog(const std::string& path) {
+MetricsLog::MetricsLog(const std::string& path, bool append) {
   if (path.empty()) return;
-  f_ = std::fopen(path.c_str(), "w");
+  f_ = std::fopen(path.c_str(), append ? "a" : "w");
   if (!f_) SPARTA_DATA_ERROR("cannot open metrics file {}: {}", path, std::strerror(errno));
 }
 
@@ -30,6 +30,7 @@ void MetricsLog::write(const TrainRecord& r) {
                       {"tokens_per_s", r.tokens_per_s},
                       {"step_ms", r.step_ms}};
   if (!r.layer_grad_norms.empty()) j["layer_grad_norms"] = r.layer_grad_norms;
+  if (r.noise_sigma > 0) j["noise_sigma"] = r.noise_sigma;
   std::fputs((j.dump() + "\n").c_str(), f_);
   std::fflush(f_);
 }

@@ -13,6 +13,7 @@ struct TrainRecord {
   int64_t step = 0;  // 1-based: the number of optimizer steps done
   double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0, step_ms = 0;
   std::vector<double> layer_grad_norms;  // optional, per block (Mix-LN diagnostic)
+  double noise_sigma = 0;                // gradient-noise std this step (written when > 0)
 };
 
 struct EvalRecord {
@@ -24,7 +25,8 @@ struct EvalRecord {
 class MetricsLog {
  public:
   MetricsLog() = default;
-  explicit MetricsLog(const std::string& path);  // "" -> disabled
+  // "" -> disabled; append continues an existing file (a resumed run).
+  explicit MetricsLog(const std::string& path, bool append = false);
   ~MetricsLog();
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;

@@ -159,6 +159,18 @@ std::vector<Key> build_schema() {
            "clip the global gradient norm to this (0: off)");
 
   add_string("data", "dir", REF(data.dir), "data directory written by sparta-prep");
+
+  add_string("checkpoint", "dir", REF(checkpoint.dir),
+             "checkpoint directory (\"\": <run-dir>/checkpoints)");
+  add_int("checkpoint", "every_steps", REF(checkpoint.every_steps), 0, 1e12,
+          "save every N steps (0: only at the end and at --stop-at-step)");
+  add_int("checkpoint", "keep_last", REF(checkpoint.keep_last), 0, 1e6,
+          "complete checkpoints kept (0: all)");
+
+  add_bool("noise", "enabled", REF(noise.enabled), "annealed gradient noise after clipping");
+  add_real("noise", "eta", REF(noise.eta), 0.0, 1e6, "noise variance at step 0 (sigma_0^2)");
+  add_real("noise", "gamma", REF(noise.gamma), 0.0, 10.0, "annealing exponent: sigma_t^2 = eta / (1+t)^gamma");
+  add_int("noise", "seed", REF(noise.seed), -1, 9.0e18, "noise seed (-1: train.seed)");
 #undef REF
   return keys;
 }
@@ -336,6 +348,20 @@ void check_cross(const Config& c) {
 
 const char* embedded_default_config() {
   return kDefaultConfigToml;
+}
+
+Config load_config_text(const std::string& toml_text, const std::string& origin) {
+  Config c;
+  toml::table root;
+  try {
+    root = toml::parse(std::string_view(toml_text), std::string_view(origin));
+  } catch (const toml::parse_error& e) {
+    SPARTA_USAGE_ERROR("{}:{}:{}: TOML syntax error: {}", origin, e.source().begin.line,
+                       e.source().begin.column, e.description());
+  }
+  apply_toml(c, root, origin);
+  check_cross(c);
+  return c;
 }
 
 Config load_config(const std::string& file, const std::vector<std::string>& overrides) {

@@ -39,16 +39,35 @@ struct DataSection {
   std::string dir = "data/default";
 };
 
+struct CheckpointSection {
+  std::string dir;          // "" : <run-dir>/checkpoints
+  int64_t every_steps = 0;  // 0: only when asked (--stop-at-step) and at the end of training
+  int64_t keep_last = 3;    // complete checkpoints kept (0: all)
+};
+
+// Annealed gradient noise (../shared/specs/grad-noise.md): after clipping, every gradient element
+// gets N(0, sigma_t^2), sigma_t^2 = eta / (1 + t)^gamma, t the 0-based optimizer step.
+struct NoiseSection {
+  bool enabled = false;
+  double eta = 0.01;  // a variance
+  double gamma = 0.55;
+  int64_t seed = -1;  // -1: train.seed
+};
+
 struct Config {
   models::ModelConfig model;
   TrainSection train;
   OptimSection optim;
   DataSection data;
+  CheckpointSection checkpoint;
+  NoiseSection noise;
 };
 
 // Builds the config: struct defaults, then the file (or the embedded configs/default.toml when
 // `file` is empty), then each "section.key=value" override in order; then cross-key checks.
 Config load_config(const std::string& file, const std::vector<std::string>& overrides);
+// The same from TOML text (a checkpoint's saved config); `origin` names it in errors.
+Config load_config_text(const std::string& toml_text, const std::string& origin);
 // The effective config as TOML (every key, printed at start and saved in the run dir).
 std::string to_toml(const Config& c);
 // Markdown table of every key: section, key, type, default, allowed values, meaning.

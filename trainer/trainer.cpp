@@ -11,6 +11,7 @@
 
 #include "data/prep.h"
 #include "kernels/ops.h"
+#include "trainer/checkpoint/checkpoint.h"
 
 namespace sparta::trainer {
 
@@ -66,7 +67,12 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
     std::ofstream(fs::path(opt_.run_dir) / "config.toml") << to_toml(cfg_);
     if (metrics_path.empty()) metrics_path = (fs::path(opt_.run_dir) / "metrics.jsonl").string();
   }
-  metrics_ = std::make_unique<monitoring::MetricsLog>(metrics_path);
+  metrics_ = std::make_unique<monitoring::MetricsLog>(metrics_path, /*append=*/!opt_.resume.empty());
+  if (cfg_.noise.enabled) {
+    noise_.eta = cfg_.noise.eta;
+    noise_.gamma = cfg_.noise.gamma;
+    noise_.seed = static_cast<uint64_t>(cfg_.noise.seed >= 0 ? cfg_.noise.seed : cfg_.train.seed);
+  }
 
   say(
       fmt::format("sparta-train: {} parameters ({:.1f} MB), activations {:.1f} MB, device {}, "
@@ -100,12 +106,14 @@ StepResult Trainer::step(int64_t step) {
   }
   dp_comm_->all_reduce(model_->flat_grads(), parallel::ReduceOp::avg);
   r.loss = loss / accum;
-  r.grad_norm = std::sqrt(k::sum_squares(model_->flat_grads()));
-  const double clip = cfg_.optim.clip_norm;
-  const double scale = clip > 0 && r.grad_norm > clip ? clip / r.grad_norm : 1.0;
+  // Spec order: reduction, then global-norm clip, then noise, then the optimizer.
+  const GradPost g =
+      clip_and_noise(model_->params(), model_->flat_grads(), cfg_.optim.clip_norm, noise_, step);
+  r.grad_norm = g.norm;
+  r.noise_sigma = g.sigma;
   r.lr = lr_at(step, cfg_.train.steps, cfg_.optim.lr, cfg_.optim.warmup_steps,
                cfg_.optim.min_lr_ratio);
-  optim_->step(r.lr, scale, step + 1);
+  optim_->step(r.lr, g.optimizer_grad_scale, step + 1);
   return r;
 }
 
@@ -147,9 +155,48 @@ EvalResult Trainer::unigram_baseline() const {
   return r;
 }
 
+std::string Trainer::checkpoint_dir() const {
+  if (!cfg_.checkpoint.dir.empty()) return cfg_.checkpoint.dir;
+  return opt_.run_dir.empty() ? "" : (fs::path(opt_.run_dir) / "checkpoints").string();
+}
+
+// Loads the checkpoint --resume names; returns the step to continue from.
+int64_t Trainer::resume_if_asked() {
+  if (opt_.resume.empty()) return 0;
+  std::string path = opt_.resume;
+  if (path == "auto") {
+    const std::string dir = checkpoint_dir();
+    if (dir.empty())
+      SPARTA_USAGE_ERROR("--resume auto needs a place to look: give --run-dir or checkpoint.dir");
+    const auto found = checkpoint::find_resumable(dir);
+    if (!found) {
+      say(fmt::format("resume: no complete checkpoint in {}; starting fresh", dir));
+      return 0;
+    }
+    path = *found;
+  }
+  const auto t0 = Clock::now();
+  const auto m = checkpoint::load(path, *model_, optim_.get());
+  if (m.step > cfg_.train.steps)
+    SPARTA_USAGE_ERROR("checkpoint {} is at step {}, beyond train.steps = {}", path, m.step,
+                       cfg_.train.steps);
+  say(fmt::format("resume: loaded {} (step {}, {} tokens seen) in {:.2f} s", path, m.step,
+                  m.tokens_seen, std::chrono::duration<double>(Clock::now() - t0).count()));
+  return m.step;
+}
+
 RunSummary Trainer::run() {
   RunSummary sum;
   const int64_t steps = cfg_.train.steps;
+  const int64_t start = resume_if_asked();
+  const int64_t stop_at = opt_.stop_at_step;
+  if (stop_at >= 0 && (stop_at <= start || stop_at > steps))
+    SPARTA_USAGE_ERROR("--stop-at-step {} must be after the start step {} and at most train.steps = {}",
+                       stop_at, start, steps);
+  const std::string ckpt_dir = checkpoint_dir();
+  if (stop_at >= 0 && ckpt_dir.empty())
+    SPARTA_USAGE_ERROR("--stop-at-step needs a place to save: give --run-dir or checkpoint.dir");
+  sum.start_step = start;
   const double tokens_per_step = static_cast<double>(cfg_.train.batch_size * cfg_.model.seq_len *
                                                      cfg_.train.grad_accum * world_.size);
   const EvalResult uni = unigram_baseline();
@@ -161,8 +208,9 @@ RunSummary Trainer::run() {
   const auto t0 = Clock::now();
   double window_ms = 0;
   int64_t window_steps = 0;
-  sum.losses.reserve(static_cast<size_t>(steps));
-  for (int64_t s = 0; s < steps; ++s) {
+  sum.losses.reserve(static_cast<size_t>(steps - start));
+  int64_t s = start;
+  for (; s < steps; ++s) {
     const auto ts = Clock::now();
     const StepResult r = step(s);
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - ts).count();
@@ -183,6 +231,7 @@ RunSummary Trainer::run() {
       rec.step_ms = window_ms / static_cast<double>(window_steps);
       rec.tokens_per_s = tokens_per_step / (rec.step_ms / 1000.0);
       rec.layer_grad_norms = model_->layer_grad_norms();
+      rec.noise_sigma = r.noise_sigma;
       metrics_->write(rec);
       say(monitoring::progress_line(rec, steps));
       window_ms = 0;
@@ -196,10 +245,37 @@ RunSummary Trainer::run() {
       sum.final_val_loss = e.loss;
       sum.final_val_bpb = e.bpb;
     }
+    const int64_t done = s + 1;
+    const bool stop = done == stop_at;
+    if (!ckpt_dir.empty() &&
+        ((cfg_.checkpoint.every_steps > 0 && done % cfg_.checkpoint.every_steps == 0) || last || stop)) {
+      checkpoint::SaveInfo info;
+      info.step = done;
+      info.tokens_seen = static_cast<int64_t>(tokens_per_step) * done;
+      info.seed = static_cast<uint64_t>(cfg_.train.seed);
+      info.samples_per_step = cfg_.train.batch_size * cfg_.train.grad_accum * world_.size;
+      info.epoch = train_loader_->epoch_of(done, static_cast<int>(cfg_.train.grad_accum));
+      info.config_toml = to_toml(cfg_);
+      info.tokenizer_path = (fs::path(cfg_.data.dir) / "tokenizer.model").string();
+      const auto saved = checkpoint::save(ckpt_dir, info, *model_, *optim_,
+                                          static_cast<int>(cfg_.checkpoint.keep_last));
+      sum.last_checkpoint = saved.path;
+      sum.checkpoint_seconds += saved.seconds;
+      sum.checkpoint_bytes = saved.bytes;
+      say(fmt::format("checkpoint: saved {} ({:.1f} MB) in {:.2f} s", saved.path,
+                      static_cast<double>(saved.bytes) / 1e6, saved.seconds));
+    }
+    if (stop) {
+      say(fmt::format("stopped after step {} as asked (--stop-at-step); continue with --resume auto",
+                      done));
+      sum.stopped_early = true;
+      ++s;
+      break;
+    }
   }
-  sum.steps = steps;
+  sum.steps = s;
   sum.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  sum.tokens_per_s = tokens_per_step * static_cast<double>(steps) / sum.seconds;
+  sum.tokens_per_s = tokens_per_step * static_cast<double>(s - start) / sum.seconds;
   sum.final_train_loss = sum.losses.empty() ? 0 : sum.losses.back();
   say(fmt::format(
       "done: {} steps, {:.0f} tokens in {} ({:.0f} tok/s) | train loss {:.4f} | val loss "

@@ -15,17 +15,20 @@
 #include "trainer/config.h"
 #include "trainer/models/transformer.h"
 #include "trainer/optim/adamw.h"
+#include "trainer/optim/grad_noise.h"
 
 namespace sparta::trainer {
 
 struct RunOptions {
-  std::string run_dir;      // config.toml and metrics.jsonl land here ("" : no files)
+  std::string run_dir;      // config.toml, metrics.jsonl, checkpoints/ land here ("" : no files)
   std::string metrics_out;  // JSONL path ("" : <run_dir>/metrics.jsonl when run_dir is set)
+  std::string resume;       // "" : fresh; "auto": newest good checkpoint (fresh if none); a path
+  int64_t stop_at_step = -1;  // save a checkpoint after this many steps and return
   bool quiet = false;       // no console output (tests)
 };
 
 struct StepResult {
-  double loss = 0, grad_norm = 0, lr = 0;
+  double loss = 0, grad_norm = 0, lr = 0, noise_sigma = 0;
 };
 
 struct EvalResult {
@@ -34,11 +37,16 @@ struct EvalResult {
 };
 
 struct RunSummary {
-  int64_t steps = 0;
+  int64_t start_step = 0;  // > 0 after a resume
+  int64_t steps = 0;       // the step count reached
+  bool stopped_early = false;  // --stop-at-step
+  std::string last_checkpoint;
   double final_train_loss = 0, final_val_loss = 0, final_val_bpb = 0;
   double unigram_val_loss = 0, unigram_val_bpb = 0;
   double seconds = 0, tokens_per_s = 0;
-  std::vector<double> losses;  // per step
+  std::vector<double> losses;  // per step run (from start_step)
+  double checkpoint_seconds = 0;  // total time spent saving
+  uint64_t checkpoint_bytes = 0;  // size of the last checkpoint
 };
 
 class Trainer {
@@ -58,6 +66,8 @@ class Trainer {
 
  private:
   void say(const std::string& line) const;
+  std::string checkpoint_dir() const;
+  int64_t resume_if_asked();
 
   Config cfg_;
   RunOptions opt_;
@@ -69,6 +79,7 @@ class Trainer {
   std::unique_ptr<models::Transformer> model_;
   std::unique_ptr<AdamW> optim_;
   std::unique_ptr<monitoring::MetricsLog> metrics_;
+  NoiseParams noise_;
   std::vector<int32_t> tokens_, targets_;  // host staging of one micro-batch
 };
 

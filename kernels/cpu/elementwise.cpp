@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/rng.h"
 
 namespace sparta::kernels::cpu {
 
@@ -39,6 +40,14 @@ double sum_squares(const float* x, int64_t n) {
     for (int64_t c = 0; c < cnt; ++c) total += partial[c];
   }
   return total;
+}
+
+void add_noise(float* x, int64_t n, float sigma, uint64_t seed, uint32_t param_id, uint32_t step,
+               int64_t offset) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    x[i] += sigma * static_cast<float>(
+                        noise_normal(seed, param_id, step, static_cast<uint64_t>(offset + i)));
 }
 
 void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,

@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/rng.h"
 
 namespace sparta::kernels::cuda {
 
@@ -40,6 +41,14 @@ __global__ void sumsq_k(double* partial, const float* x, int64_t n) {
   if (threadIdx.x == 0) partial[blockIdx.x] = sh[0];
 }
 
+__global__ void noise_k(float* x, int64_t n, float sigma, uint64_t seed, uint32_t param_id,
+                        uint32_t step, int64_t offset) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x)
+    x[i] += sigma * static_cast<float>(
+                        noise_normal(seed, param_id, step, static_cast<uint64_t>(offset + i)));
+}
+
 __global__ void adamw_k(float* param, const float* grad, float* m, float* v, int64_t n,
                         AdamWParams p, float bc1, float bc2) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
@@ -76,6 +85,12 @@ double sum_squares(const float* x, int64_t n) {
   double s = 0.0;
   for (double h : host) s += h;
   return s;
+}
+
+void add_noise(float* x, int64_t n, float sigma, uint64_t seed, uint32_t param_id, uint32_t step,
+               int64_t offset) {
+  noise_k<<<blocks_for(n, kThreads), kThreads>>>(x, n, sigma, seed, param_id, step, offset);
+  SPARTA_CUDA_LAUNCHED();
 }
 
 void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,

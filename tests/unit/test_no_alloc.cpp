@@ -63,7 +63,7 @@ namespace {
 
 TEST(NoAlloc, TrainingStepMakesNoHeapAllocation) {
   const std::string dir = prepared_data("noalloc");
-  for (const char* accum : {"train.grad_accum=1", "train.grad_accum=2"}) {
+  for (const char* accum : {"train.grad_accum=1", "train.grad_accum=2", "noise.enabled=true"}) {
     const auto cfg = trainer::load_config(
         "", {"model.n_layers=2", "model.d_model=32", "model.n_heads=2", "model.d_ff=48",
              "model.seq_len=16", "train.batch_size=4", "data.dir=" + dir, accum});

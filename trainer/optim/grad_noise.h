@@ -1,0 +1,34 @@
+// What happens to the gradient between the reduction and the optimizer, in the order the
+// gradient-noise spec fixes: global-norm clip, then annealed Gaussian noise (not re-clipped).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "trainer/models/transformer.h"
+
+namespace sparta::trainer {
+
+struct NoiseParams {
+  double eta = 0;  // variance at t = 0; <= 0 turns the noise off (and skips it entirely)
+  double gamma = 0.55;
+  uint64_t seed = 0;
+};
+
+// sigma_t = sqrt(eta / (1 + t)^gamma): a standard deviation (eta is a variance).
+double noise_sigma(const NoiseParams& p, int64_t step);
+
+struct GradPost {
+  double norm = 0;                   // global L2 norm before clipping
+  double clip_scale = 1;             // min(1, clip / norm)
+  double sigma = 0;                  // noise std added (0 when off)
+  double optimizer_grad_scale = 1;   // what AdamW must still multiply the gradients by
+};
+
+// Without noise the clip is not applied here but handed to AdamW (fused, one pass less). With
+// noise, gradients are scaled in place first, then parameter i (its index in the canonical
+// parameter list) gets noise keyed by (seed, i, step, element index).
+GradPost clip_and_noise(std::vector<models::Param>& params, kernels::Tensor flat_grads, double clip,
+                        const NoiseParams& noise, int64_t step);
+
+}  // namespace sparta::trainer
