@@ -109,6 +109,7 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
   fin_rstd_ = f32({N});
   losses_ = f32({N});
   logits_ws_ = f32({std::min(N, kLogitRows), V});
+  logit_row_ = f32({1, V});
   g_resid_ = f32({N, C});
   g_tmp_ = f32({N, C});
   g_norm_ = f32({N, C});
@@ -220,7 +221,8 @@ void Transformer::ffn_backward(const LayerParams& p, const LayerActs& a, Tensor 
   k::matmul_backward(dx, p.dwfc, g_fc_, x, p.wfc);
 }
 
-float Transformer::forward(bool with_backward, float grad_scale) {
+void Transformer::forward_hidden() {
+  SPARTA_CHECK(valid_targets_ >= 0, "forward before set_batch()");
   k::embedding_forward(emb_out_, tokens_, wte_, wpe_);
   Tensor x = emb_out_;
   for (int l = 0; l < cfg_.n_layers; ++l) {
@@ -244,8 +246,20 @@ float Transformer::forward(bool with_backward, float grad_scale) {
     x = a.out;
   }
   norm_forward(fin_out_, fin_mean_, fin_rstd_, x, fin_g_, fin_b_);
+}
 
-  SPARTA_CHECK(valid_targets_ >= 0, "forward before set_batch()");
+void Transformer::next_token_logits(int64_t row, float* host_logits) {
+  SPARTA_CHECK(row >= 0 && row < fin_out_.dim(0), "row {} outside [0, {})", row, fin_out_.dim(0));
+  forward_hidden();
+  k::matmul_forward(logit_row_, fin_out_.rows(row, row + 1), head_);
+  Tensor h = logit_row_;
+  h.device = k::Device::cpu();
+  h.data = host_logits;
+  k::copy(h, logit_row_);
+}
+
+float Transformer::forward(bool with_backward, float grad_scale) {
+  forward_hidden();
   const float denom = static_cast<float>(valid_targets_ > 0 ? valid_targets_ : 1);
 
   if (with_backward) {

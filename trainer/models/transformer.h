@@ -55,6 +55,9 @@ class Transformer {
   // Forward only (evaluation). Returns the mean token loss.
   float forward_loss();
   void zero_grads();
+  // Forward only, then the logits of token position `row` (0..B*T-1) into host_logits[V].
+  // Targets are not used (set them to -1). For sampling.
+  void next_token_logits(int64_t row, float* host_logits);
 
   // sqrt(sum of squared gradients) of each block's parameters: the Mix-LN depth diagnostic.
   std::vector<double> layer_grad_norms() const;
@@ -79,6 +82,7 @@ class Transformer {
 
   void plan(kernels::Arena& params, kernels::Arena& grads, kernels::Arena& acts);
   void init_params(uint64_t seed);
+  void forward_hidden();  // embedding -> blocks -> final norm (fin_out_)
   float forward(bool with_backward, float grad_scale);
   void backward();
 
@@ -102,7 +106,7 @@ class Transformer {
   Tensor dwte_, dwpe_, dfin_g_, dfin_b_, dhead_;
   std::vector<LayerParams> layers_;
   std::vector<LayerActs> acts_;
-  Tensor emb_out_, fin_out_, fin_mean_, fin_rstd_, losses_, logits_ws_;
+  Tensor emb_out_, fin_out_, fin_mean_, fin_rstd_, losses_, logits_ws_, logit_row_;
   Tensor tokens_, targets_;
   // Backward scratch, shared by all layers (zeroed where an op accumulates into it).
   Tensor g_resid_, g_tmp_, g_norm_, g_att_, g_qkv_, g_q_, g_k_, g_v_, g_o_, g_fc_, g_act_;
