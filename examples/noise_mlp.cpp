@@ -1,5 +1,9 @@
 #include "examples/noise_mlp.h"
 
+#include <omp.h>
+
+#include <cblas.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -57,6 +61,10 @@ k::Tensor host(float* p, std::initializer_list<int64_t> dims) {
 }  // namespace
 
 NoiseMlpResult run_noise_mlp(const NoiseMlpOptions& o) {
+  if (o.threads > 0) {
+    omp_set_num_threads(o.threads);
+    openblas_set_num_threads(o.threads);
+  }
   const Task task = make_task(o);
   const int L = o.depth + 1;  // weight layers: inputs -> width (depth times) -> classes
   auto in_dim = [&](int l) { return l == 0 ? o.inputs : o.width; };
@@ -166,7 +174,7 @@ NoiseMlpResult run_noise_mlp(const NoiseMlpOptions& o) {
       float* db = grad.data() + b_off[static_cast<size_t>(l)];
       for (int i = 0; i < B; ++i)
         for (int j = 0; j < out_dim(l); ++j) db[j] += d[i * out_dim(l) + j];
-      std::fill(dacts[static_cast<size_t>(l)].begin(), dacts[static_cast<size_t>(l)].end(), 0.0f);
+      std::fill_n(dacts[static_cast<size_t>(l)].begin(), B * in_dim(l), 0.0f);
       k::matmul_backward(l > 0 ? host(dacts[static_cast<size_t>(l)].data(), {B, in_dim(l)}) : k::Tensor(),
                          params[static_cast<size_t>(2 * l)].g, host(d, {B, out_dim(l)}),
                          host(acts[static_cast<size_t>(l)].data(), {B, in_dim(l)}),

@@ -59,18 +59,25 @@ SPARTA_HD inline double normal(uint64_t seed, uint64_t stream, uint64_t index) {
 // `param_id` at optimizer step t. Key (seed_lo, seed_hi ^ purpose); counter (i/4 lo, i/4 hi,
 // param_id, t); the block's 4 words give 4 normals by two Box-Muller transforms and element i
 // takes number i mod 4. Depends only on (seed, param_id, t, i): any sharding reproduces it.
-SPARTA_HD inline double noise_normal(uint64_t seed, uint32_t param_id, uint32_t step, uint64_t i) {
+SPARTA_HD inline void noise_block(uint64_t seed, uint32_t param_id, uint32_t step, uint64_t j,
+                                  double out[4]) {
   constexpr uint32_t kNoisePurpose = 0x6E6F6973u;  // "nois"
-  const uint64_t j = i / 4;
   const auto w = philox4x32({static_cast<uint32_t>(j), static_cast<uint32_t>(j >> 32), param_id, step},
                             {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32) ^ kNoisePurpose});
-  const int which = static_cast<int>(i % 4);
-  const int pair = which / 2;
-  // u in (0, 1]: log(u) is finite.
-  const double u1 = (static_cast<double>(w[2 * pair]) + 1.0) / 4294967296.0;
-  const double u2 = (static_cast<double>(w[2 * pair + 1]) + 1.0) / 4294967296.0;
-  const double r = std::sqrt(-2.0 * std::log(u1)), th = 6.283185307179586 * u2;
-  return which % 2 == 0 ? r * std::cos(th) : r * std::sin(th);
+  for (int pair = 0; pair < 2; ++pair) {
+    // u in (0, 1]: log(u) is finite.
+    const double u1 = (static_cast<double>(w[2 * pair]) + 1.0) / 4294967296.0;
+    const double u2 = (static_cast<double>(w[2 * pair + 1]) + 1.0) / 4294967296.0;
+    const double r = std::sqrt(-2.0 * std::log(u1)), th = 6.283185307179586 * u2;
+    out[2 * pair] = r * std::cos(th);
+    out[2 * pair + 1] = r * std::sin(th);
+  }
+}
+
+SPARTA_HD inline double noise_normal(uint64_t seed, uint32_t param_id, uint32_t step, uint64_t i) {
+  double b[4];
+  noise_block(seed, param_id, step, i / 4, b);
+  return b[i % 4];
 }
 
 // Stream ids: a purpose tag in the high 16 bits, a sub-id (parameter number, epoch) below.

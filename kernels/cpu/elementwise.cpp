@@ -44,10 +44,17 @@ double sum_squares(const float* x, int64_t n) {
 
 void add_noise(float* x, int64_t n, float sigma, uint64_t seed, uint32_t param_id, uint32_t step,
                int64_t offset) {
+  // One Philox block serves the four consecutive global indices 4j..4j+3.
+  const int64_t first = offset / 4, last = (offset + n + 3) / 4;
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i)
-    x[i] += sigma * static_cast<float>(
-                        noise_normal(seed, param_id, step, static_cast<uint64_t>(offset + i)));
+  for (int64_t j = first; j < last; ++j) {
+    double b[4];
+    noise_block(seed, param_id, step, static_cast<uint64_t>(j), b);
+    for (int64_t q = 0; q < 4; ++q) {
+      const int64_t i = 4 * j + q - offset;
+      if (i >= 0 && i < n) x[i] += sigma * static_cast<float>(b[q]);
+    }
+  }
 }
 
 void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n,
