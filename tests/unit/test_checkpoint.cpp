@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/common/data_util.h"
+#include "tests/common/trainer_util.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/checkpoint/safetensors.h"
 #include "trainer/config.h"
@@ -27,23 +28,13 @@ const std::string& data_dir() {
 }
 
 trainer::Config tiny(std::vector<std::string> extra = {}) {
-  std::vector<std::string> sets = {"model.n_layers=2", "model.d_model=32", "model.n_heads=2",
-                                   "model.d_ff=48", "model.seq_len=16", "train.batch_size=4",
-                                   "train.steps=8", "optim.warmup_steps=2", "train.eval_every=0",
-                                   "train.eval_batches=1", "model.mixln_post_layers=1",
-                                   "data.dir=" + data_dir()};
-  sets.insert(sets.end(), extra.begin(), extra.end());
-  return trainer::load_config("", sets);
+  extra.insert(extra.begin(), "train.steps=8");
+  return tiny_config(data_dir(), extra);
 }
 
 trainer::RunOptions opts(const std::string& run_dir, const std::string& resume = "",
                          int64_t stop = -1) {
-  trainer::RunOptions o;
-  o.quiet = true;
-  o.run_dir = run_dir;
-  o.resume = resume;
-  o.stop_at_step = stop;
-  return o;
+  return quiet_run(run_dir, resume, stop);
 }
 
 std::vector<float> params_of(trainer::Trainer& t) {

@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "tests/common/data_util.h"
+#include "tests/common/trainer_util.h"
 #include "trainer/config.h"
 #include "trainer/trainer.h"
 
@@ -64,12 +65,7 @@ namespace {
 TEST(NoAlloc, TrainingStepMakesNoHeapAllocation) {
   const std::string dir = prepared_data("noalloc");
   for (const char* accum : {"train.grad_accum=1", "train.grad_accum=2", "noise.enabled=true"}) {
-    const auto cfg = trainer::load_config(
-        "", {"model.n_layers=2", "model.d_model=32", "model.n_heads=2", "model.d_ff=48",
-             "model.seq_len=16", "train.batch_size=4", "data.dir=" + dir, accum});
-    trainer::RunOptions opt;
-    opt.quiet = true;
-    trainer::Trainer t(cfg, opt);
+    trainer::Trainer t(tiny_config(dir, {accum}), quiet_run());
     t.step(0);  // warm-up: first-touch of OpenBLAS buffers, OpenMP thread pool
     g_allocs = 0;
     g_counting = true;

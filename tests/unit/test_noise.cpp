@@ -9,6 +9,7 @@
 #include "kernels/ops.h"
 #include "kernels/rng.h"
 #include "tests/common/data_util.h"
+#include "tests/common/trainer_util.h"
 #include "tests/common/test_util.h"
 #include "trainer/config.h"
 #include "trainer/optim/grad_noise.h"
@@ -88,20 +89,8 @@ const std::string& data_dir() {
   return d;
 }
 
-trainer::Config tiny(std::vector<std::string> extra) {
-  std::vector<std::string> sets = {"model.n_layers=2", "model.d_model=32", "model.n_heads=2",
-                                   "model.d_ff=48", "model.seq_len=16", "train.batch_size=4",
-                                   "train.steps=6", "train.eval_every=0", "train.eval_batches=1",
-                                   "data.dir=" + data_dir()};
-  sets.insert(sets.end(), extra.begin(), extra.end());
-  return trainer::load_config("", sets);
-}
-
-trainer::RunOptions quiet() {
-  trainer::RunOptions o;
-  o.quiet = true;
-  return o;
-}
+trainer::Config tiny(std::vector<std::string> extra) { return tiny_config(data_dir(), extra); }
+trainer::RunOptions quiet() { return quiet_run(); }
 
 std::vector<float> params_after(const trainer::Config& c, int steps) {
   trainer::Trainer t(c, quiet());

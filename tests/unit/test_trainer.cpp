@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "tests/common/data_util.h"
+#include "tests/common/trainer_util.h"
 #include "trainer/config.h"
 #include "trainer/trainer.h"
 
@@ -16,21 +17,11 @@ using trainer::RunOptions;
 using trainer::Trainer;
 
 Config tiny(const std::string& data_dir, std::vector<std::string> extra = {}) {
-  std::vector<std::string> sets = {"model.n_layers=2",    "model.d_model=32",
-                                   "model.n_heads=2",     "model.d_ff=48",
-                                   "model.seq_len=16",    "train.batch_size=4",
-                                   "optim.lr=1e-2",       "optim.warmup_steps=2",
-                                   "train.eval_every=0",  "model.mixln_post_layers=1",
-                                   "data.dir=" + data_dir};
-  sets.insert(sets.end(), extra.begin(), extra.end());
-  return trainer::load_config("", sets);
+  extra.insert(extra.begin(), "optim.lr=1e-2");
+  return tiny_config(data_dir, extra);
 }
 
-RunOptions quiet() {
-  RunOptions o;
-  o.quiet = true;
-  return o;
-}
+RunOptions quiet() { return quiet_run(); }
 
 const std::string& data_dir() {
   static const std::string d = prepared_data("trainer");
