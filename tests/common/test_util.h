@@ -36,6 +36,7 @@ struct HostF32 {
     return *this;
   }
   float& operator[](size_t i) { return v[i]; }
+  float operator[](size_t i) const { return v[i]; }
   size_t size() const { return v.size(); }
   std::vector<double> d() const { return {v.begin(), v.end()}; }
 };

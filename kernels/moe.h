@@ -1,0 +1,49 @@
+// Mixture-of-experts stages, each a separate op with its own test (issue: sparse models):
+//   route (softmax, top-K, renormalise) -> aux losses -> permute (stable, by expert, with
+//   capacity) -> gather -> [expert GEMMs: kernels::matmul_* on per-expert row ranges] ->
+//   combine (weighted sum back into token order), and the backward of each.
+// Conventions as in ops.h: forward outputs '=', gradients '+='. Router math is fp32.
+//
+// Status: CPU reference implementations. The CUDA twins are not written yet; these ops refuse
+// device tensors with a usage error rather than run a slow path.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/tensor.h"
+
+namespace sparta::kernels {
+
+// probs[N,E] = softmax(logits[N,E]); idx[N,K] (i32) the K most probable experts in descending
+// order (ties: lower id first); w[N,K] their probabilities renormalised to sum 1.
+void moe_route_forward(Tensor probs, Tensor idx, Tensor w, Tensor logits);
+// dlogits[N,E] += d/dlogits of <dw, w> through the renormalisation and the softmax.
+void moe_route_backward(Tensor dlogits, Tensor dw, Tensor probs, Tensor idx, Tensor w);
+
+struct MoeAux {
+  double load_balance = 0;  // Switch: E * sum_e f_e * P_e (1 when perfectly balanced)
+  double z = 0;             // mean over tokens of logsumexp(logits)^2
+};
+// Computes the auxiliary losses and the per-expert assignment counts (counts.size() == E);
+// with dlogits given, adds grad_scale * (lb_coef * dLB + z_coef * dZ) (f_e treated as constant,
+// as in Switch/GShard).
+MoeAux moe_aux_losses(Tensor logits, Tensor probs, Tensor idx, std::vector<int64_t>& counts,
+                      Tensor dlogits, float lb_coef, float z_coef, float grad_scale);
+
+// Stable counting sort of the (token, slot) pairs by expert. pos[N*K] (i32): the pair's row in
+// the permuted buffer, -1 if dropped by the capacity; row_token[N*K] (i32): the token of each
+// permuted row. offsets (size E+1, host) delimit each expert's kept rows. capacity 0: dropless.
+// Returns the number of dropped pairs.
+int64_t moe_permute(Tensor pos, Tensor row_token, std::vector<int64_t>& offsets, Tensor idx,
+                    int64_t num_experts, int64_t capacity);
+// xp[r] = x[row_token[r]] for r < rows.
+void moe_gather(Tensor xp, Tensor x, Tensor row_token, int64_t rows);
+// dx[n] += sum_k dxp[pos[n,k]] (pos >= 0): the gather's backward, deterministic per token.
+void moe_gather_backward(Tensor dx, Tensor dxp, Tensor pos);
+// y[n] = sum_k w[n,k] * outp[pos[n,k]] over kept pairs (a dropped pair contributes 0).
+void moe_combine_forward(Tensor y, Tensor outp, Tensor w, Tensor pos);
+// doutp[pos[n,k]] += w[n,k] * dy[n]; dw[n,k] += <dy[n], outp[pos[n,k]]>.
+void moe_combine_backward(Tensor doutp, Tensor dw, Tensor dy, Tensor outp, Tensor w, Tensor pos);
+
+}  // namespace sparta::kernels
