@@ -167,6 +167,21 @@ std::vector<Key> build_schema() {
   add_int("checkpoint", "keep_last", REF(checkpoint.keep_last), 0, 1e6,
           "complete checkpoints kept (0: all)");
 
+  add_int("moe", "experts", REF(model.moe_experts), 0, 1024, "experts E per MoE layer (0: dense model)");
+  add_int("moe", "top_k", REF(model.moe_top_k), 1, 1024, "experts K per token (<= experts)");
+  add_int("moe", "expert_ffn", REF(model.moe_expert_ffn), 0, 1 << 20,
+          "hidden width F_e of one expert (0: model.d_ff)");
+  add_string("moe", "layers", REF(model.moe_layers),
+             "MoE layers: \"all\", \"every-other\" (1, 3, ...) or a list \"0,2,5\"");
+  add_real("moe", "capacity_factor", REF(model.moe_capacity_factor), 0.0, 1e6,
+           "per-expert capacity ceil(cf * tokens * K / E); overflow tokens skip the FFN (0: dropless)");
+  add_real("moe", "aux_loss_coef", REF(model.moe_aux_loss_coef), 0.0, 1e3,
+           "Switch load-balance loss weight");
+  add_real("moe", "z_loss_coef", REF(model.moe_z_loss_coef), 0.0, 1e3, "router z-loss weight");
+  add_string("moe", "router_dtype", REF(moe_router_dtype), "router precision (fp32 only)");
+  keys.back().kind = Kind::choice;
+  keys.back().choices = {"fp32"};
+
   add_bool("noise", "enabled", REF(noise.enabled), "annealed gradient noise after clipping");
   add_real("noise", "eta", REF(noise.eta), 0.0, 1e6, "noise variance at step 0 (sigma_0^2)");
   add_real("noise", "gamma", REF(noise.gamma), 0.0, 10.0, "annealing exponent: sigma_t^2 = eta / (1+t)^gamma");
@@ -337,6 +352,9 @@ void check_cross(const Config& c) {
   if (m.head_dim() > 256)
     SPARTA_USAGE_ERROR("head dim d_model / n_heads = {} exceeds 256, the attention kernels' limit",
                        m.head_dim());
+  if (m.moe_experts > 0 && m.moe_top_k > m.moe_experts)
+    SPARTA_USAGE_ERROR("moe.top_k = {} exceeds moe.experts = {}", m.moe_top_k, m.moe_experts);
+  (void)m.moe_layer_mask();  // validates moe.layers
   if (m.mixln_post_layers > m.n_layers)
     SPARTA_USAGE_ERROR("model.mixln_post_layers = {} exceeds model.n_layers = {}",
                        m.mixln_post_layers, m.n_layers);

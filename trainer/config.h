@@ -61,6 +61,7 @@ struct Config {
   DataSection data;
   CheckpointSection checkpoint;
   NoiseSection noise;
+  std::string moe_router_dtype = "fp32";  // [moe] router_dtype: the router is always fp32
 };
 
 // Builds the config: struct defaults, then the file (or the embedded configs/default.toml when

@@ -1,6 +1,9 @@
 #include "trainer/models/model_config.h"
 
 #include <cmath>
+#include <sstream>
+
+#include "kernels/check.h"
 
 namespace sparta::models {
 
@@ -16,6 +19,34 @@ int ModelConfig::post_ln_layers() const {
       return static_cast<int>(std::floor(mixln_alpha * n_layers + 1e-9));
   }
   return 0;
+}
+
+std::vector<bool> ModelConfig::moe_layer_mask() const {
+  std::vector<bool> mask(static_cast<size_t>(n_layers), false);
+  if (moe_experts <= 0) return mask;
+  if (moe_layers == "all") {
+    mask.assign(mask.size(), true);
+  } else if (moe_layers == "every-other") {
+    for (int l = 1; l < n_layers; l += 2) mask[static_cast<size_t>(l)] = true;
+  } else {
+    std::stringstream ss(moe_layers);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      size_t used = 0;
+      int l = -1;
+      try {
+        l = std::stoi(item, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != item.size() || l < 0 || l >= n_layers)
+        SPARTA_USAGE_ERROR("moe.layers = \"{}\": '{}' is not a layer index in [0, {}); use \"all\", "
+                           "\"every-other\" or a list like \"0,2,5\"",
+                           moe_layers, item, n_layers);
+      mask[static_cast<size_t>(l)] = true;
+    }
+  }
+  return mask;
 }
 
 const char* to_string(NormType v) {

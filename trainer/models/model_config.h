@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace sparta::models {
 
@@ -31,10 +32,23 @@ struct ModelConfig {
   float init_std = 0.02f;        // linear layers
   float embed_init_std = 0.02f;  // token (and position) embeddings
 
+  // Top-k mixture of experts in place of the dense FFN ([moe] section).
+  int moe_experts = 0;             // E; 0: every FFN is dense
+  int moe_top_k = 2;               // K
+  int moe_expert_ffn = 0;          // F_e, hidden width of one expert; 0: d_ff
+  std::string moe_layers = "all";  // "all", "every-other" (1, 3, 5, ...), or a list "0,2,5"
+  double moe_capacity_factor = 0;  // 0: dropless; else capacity = ceil(cf * N * K / E) per expert
+  double moe_aux_loss_coef = 0.01;  // Switch load-balance loss weight
+  double moe_z_loss_coef = 0.0;     // router z-loss weight
+
   int head_dim() const { return d_model / n_heads; }
   // K = number of Post-LN layers (Mix-LN spec section 1): pre -> 0, post -> L, mix -> floor(aL).
   int post_ln_layers() const;
   bool layer_is_post_ln(int layer) const { return layer < post_ln_layers(); }
+  // Which layers carry an MoE FFN (all false when moe_experts == 0). A malformed moe.layers or
+  // one naming a missing layer is a usage error.
+  std::vector<bool> moe_layer_mask() const;
+  int expert_ffn() const { return moe_expert_ffn > 0 ? moe_expert_ffn : d_ff; }
 };
 
 const char* to_string(NormType v);

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/moe.h"
 #include "kernels/ops.h"
 #include "kernels/rng.h"
 
@@ -22,6 +23,10 @@ Transformer::Transformer(const ModelConfig& cfg, int batch, k::Device device, ui
                cfg.d_model, cfg.n_heads);
   SPARTA_CHECK(cfg.pos != PosEncoding::rope || cfg.head_dim() % 2 == 0,
                "rope needs an even head dim, got {}", cfg.head_dim());
+  if (cfg.moe_experts > 0 && device.is_cuda())
+    SPARTA_USAGE_ERROR("MoE layers (moe.experts = {}) run on the CPU only so far; use train.device = "
+                       "\"cpu\"",
+                       cfg.moe_experts);
   auto mp = k::Arena::measuring(device), mg = k::Arena::measuring(device),
        ma = k::Arena::measuring(device);
   plan(mp, mg, ma);
@@ -38,7 +43,11 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
   const int64_t T = cfg_.seq_len, V = cfg_.vocab_size, B = B_, N = B * T;
   const int64_t F = cfg_.d_ff, FC = cfg_.ffn == FfnType::swiglu ? 2 * F : F;
   const bool ln = cfg_.norm == NormType::layernorm;
+  const std::vector<bool> moe_mask = cfg_.moe_layer_mask();
+  const int64_t E = cfg_.moe_experts, K = cfg_.moe_top_k, Fe = cfg_.expert_ffn();
+  const int64_t FCe = cfg_.ffn == FfnType::swiglu ? 2 * Fe : Fe;
   params_.clear();
+  moe_stats_.clear();
   init_scale_.clear();
 
   // One parameter = a weight and its gradient carved at the same offsets of the two arenas.
@@ -63,8 +72,18 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
     param(pre + "attn.proj.weight", l, {C, C}, s, true, p.wproj, p.dwproj);
     param(pre + "norm_f.weight", l, {C}, kOnes, false, p.nf_g, p.d_nf_g);
     if (ln) param(pre + "norm_f.bias", l, {C}, kZeros, false, p.nf_b, p.d_nf_b);
-    param(pre + "ffn.fc.weight", l, {FC, C}, s, true, p.wfc, p.dwfc);
-    param(pre + "ffn.proj.weight", l, {C, F}, s, true, p.wout, p.dwout);
+    p.moe = moe_mask[static_cast<size_t>(l)];
+    if (p.moe) {
+      p.moe_slot = static_cast<int>(moe_stats_.size());
+      moe_stats_.push_back({});
+      moe_stats_.back().layer = l;
+      param(pre + "ffn.router.weight", l, {E, C}, s, true, p.wrouter, p.dwrouter);
+      param(pre + "ffn.experts.fc.weight", l, {E, FCe, C}, s, true, p.wfc, p.dwfc);
+      param(pre + "ffn.experts.proj.weight", l, {E, C, Fe}, s, true, p.wout, p.dwout);
+    } else {
+      param(pre + "ffn.fc.weight", l, {FC, C}, s, true, p.wfc, p.dwfc);
+      param(pre + "ffn.proj.weight", l, {C, F}, s, true, p.wout, p.dwout);
+    }
   }
   param("norm_final.weight", -1, {C}, kOnes, false, fin_g_, dfin_g_);
   if (ln) param("norm_final.bias", -1, {C}, kZeros, false, fin_b_, dfin_b_);
@@ -100,9 +119,24 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
     a.att_proj = f32({N, C});
     a.sum1 = f32({N, C});
     if (post) a.sum2 = f32({N, C});
-    a.fc = f32({N, FC});
-    a.act = f32({N, F});
     a.mlp_out = f32({N, C});
+    if (!layers_[static_cast<size_t>(l)].moe) {
+      a.fc = f32({N, FC});
+      a.act = f32({N, F});
+    } else {
+      MoeActs& m = a.moe;
+      m.logits = f32({N, E});
+      m.probs = f32({N, E});
+      m.idx = aa.alloc(DType::i32, {N, K});
+      m.w = f32({N, K});
+      m.pos = aa.alloc(DType::i32, {N * K});
+      m.row_token = aa.alloc(DType::i32, {N * K});
+      m.xp = f32({N * K, C});
+      m.h = f32({N * K, FCe});
+      m.act = f32({N * K, Fe});
+      m.outp = f32({N * K, C});
+      m.offsets.assign(static_cast<size_t>(E + 1), 0);
+    }
   }
   fin_out_ = f32({N, C});
   fin_mean_ = f32({N});
@@ -121,6 +155,16 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
   g_o_ = f32({B, H, T, D});
   g_fc_ = f32({N, FC});
   g_act_ = f32({N, F});
+  if (!moe_stats_.empty()) {
+    g_dlogits_ = f32({N, E});
+    g_dw_ = f32({N, K});
+    g_doutp_ = f32({N * K, C});
+    g_dh_ = f32({N * K, FCe});
+    g_dact_ = f32({N * K, Fe});
+    g_dxp_ = f32({N * K, C});
+    moe_counts_.assign(static_cast<size_t>(E), 0);
+    for (auto& st : moe_stats_) st.expert_tokens.assign(static_cast<size_t>(E), 0);
+  }
 }
 
 void Transformer::init_params(uint64_t seed) {
@@ -200,6 +244,10 @@ void Transformer::attention_backward(const LayerParams& p, const LayerActs& a, T
 }
 
 void Transformer::ffn_forward(const LayerParams& p, LayerActs& a, Tensor x) {
+  if (p.moe) {
+    moe_forward(p, a, x, moe_stats_[static_cast<size_t>(p.moe_slot)]);
+    return;
+  }
   k::matmul_forward(a.fc, x, p.wfc);
   if (cfg_.ffn == FfnType::swiglu)
     k::swiglu_forward(a.act, a.fc);
@@ -211,6 +259,10 @@ void Transformer::ffn_forward(const LayerParams& p, LayerActs& a, Tensor x) {
 // Same aliasing rule as attention_backward: dx may be dout.
 void Transformer::ffn_backward(const LayerParams& p, const LayerActs& a, Tensor x, Tensor dout,
                                Tensor dx) {
+  if (p.moe) {
+    moe_backward(p, a, x, dout, dx);
+    return;
+  }
   k::zero(g_act_);
   k::matmul_backward(g_act_, p.dwout, dout, a.act, p.wout);
   k::zero(g_fc_);
@@ -258,7 +310,86 @@ void Transformer::next_token_logits(int64_t row, float* host_logits) {
   k::copy(h, logit_row_);
 }
 
+Tensor Transformer::expert(Tensor w3, int64_t e) {
+  Tensor t(static_cast<float*>(w3.data) + e * w3.dim(1) * w3.dim(2), w3.dtype, w3.device,
+           {w3.dim(1), w3.dim(2)});
+  return t;
+}
+
+// Top-k MoE FFN: route -> permute -> gather -> per-expert FFN on its row range -> combine.
+void Transformer::moe_forward(const LayerParams& p, LayerActs& a, Tensor x, MoeLayerStats& st) {
+  MoeActs& m = a.moe;
+  const int64_t E = cfg_.moe_experts, N = x.dim(0), K = cfg_.moe_top_k;
+  k::matmul_forward(m.logits, x, p.wrouter);
+  k::moe_route_forward(m.probs, m.idx, m.w, m.logits);
+  const int64_t capacity =
+      cfg_.moe_capacity_factor > 0
+          ? static_cast<int64_t>(std::ceil(cfg_.moe_capacity_factor * static_cast<double>(N * K) /
+                                           static_cast<double>(E)))
+          : 0;
+  st.dropped = k::moe_permute(m.pos, m.row_token, m.offsets, m.idx, E, capacity);
+  m.rows = m.offsets.back();
+  k::moe_gather(m.xp, x, m.row_token, m.rows);
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t r0 = m.offsets[static_cast<size_t>(e)], r1 = m.offsets[static_cast<size_t>(e + 1)];
+    if (r1 > r0) k::matmul_forward(m.h.rows(r0, r1), m.xp.rows(r0, r1), expert(p.wfc, e));
+  }
+  if (cfg_.ffn == FfnType::swiglu)
+    k::swiglu_forward(m.act.rows(0, m.rows), m.h.rows(0, m.rows));
+  else
+    k::gelu_forward(m.act.rows(0, m.rows), m.h.rows(0, m.rows));
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t r0 = m.offsets[static_cast<size_t>(e)], r1 = m.offsets[static_cast<size_t>(e + 1)];
+    if (r1 > r0) k::matmul_forward(m.outp.rows(r0, r1), m.act.rows(r0, r1), expert(p.wout, e));
+  }
+  k::moe_combine_forward(a.mlp_out, m.outp, m.w, m.pos);
+  const auto aux = k::moe_aux_losses(m.logits, m.probs, m.idx, st.expert_tokens, Tensor(), 0, 0, 0);
+  st.load_balance_loss = aux.load_balance;
+  st.z_loss = aux.z;
+  double ent = 0;
+  const float* pr = m.probs.f32();
+  for (int64_t i = 0; i < N * E; ++i) ent -= pr[i] > 0 ? pr[i] * std::log(static_cast<double>(pr[i])) : 0.0;
+  st.router_entropy = ent / static_cast<double>(N);
+}
+
+// Same aliasing rule as ffn_backward: dout is fully read (combine backward) before dx is written.
+void Transformer::moe_backward(const LayerParams& p, const LayerActs& a, Tensor x, Tensor dout,
+                               Tensor dx) {
+  const MoeActs& m = a.moe;
+  const int64_t E = cfg_.moe_experts;
+  k::zero(g_doutp_);
+  k::zero(g_dw_);
+  k::moe_combine_backward(g_doutp_, g_dw_, dout, m.outp, m.w, m.pos);
+  k::zero(g_dact_);
+  k::zero(g_dh_);
+  k::zero(g_dxp_);
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t r0 = m.offsets[static_cast<size_t>(e)], r1 = m.offsets[static_cast<size_t>(e + 1)];
+    if (r1 > r0)
+      k::matmul_backward(g_dact_.rows(r0, r1), expert(p.dwout, e), g_doutp_.rows(r0, r1),
+                         m.act.rows(r0, r1), expert(p.wout, e));
+  }
+  if (cfg_.ffn == FfnType::swiglu)
+    k::swiglu_backward(g_dh_.rows(0, m.rows), g_dact_.rows(0, m.rows), m.h.rows(0, m.rows));
+  else
+    k::gelu_backward(g_dh_.rows(0, m.rows), g_dact_.rows(0, m.rows), m.h.rows(0, m.rows));
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t r0 = m.offsets[static_cast<size_t>(e)], r1 = m.offsets[static_cast<size_t>(e + 1)];
+    if (r1 > r0)
+      k::matmul_backward(g_dxp_.rows(r0, r1), expert(p.dwfc, e), g_dh_.rows(r0, r1),
+                         m.xp.rows(r0, r1), expert(p.wfc, e));
+  }
+  k::moe_gather_backward(dx, g_dxp_, m.pos);
+  k::zero(g_dlogits_);
+  k::moe_route_backward(g_dlogits_, g_dw_, m.probs, m.idx, m.w);
+  k::moe_aux_losses(m.logits, m.probs, m.idx, moe_counts_, g_dlogits_,
+                    static_cast<float>(cfg_.moe_aux_loss_coef), static_cast<float>(cfg_.moe_z_loss_coef),
+                    grad_scale_);
+  k::matmul_backward(dx, p.dwrouter, g_dlogits_, x, p.wrouter);
+}
+
 float Transformer::forward(bool with_backward, float grad_scale) {
+  grad_scale_ = grad_scale;
   forward_hidden();
   const float denom = static_cast<float>(valid_targets_ > 0 ? valid_targets_ : 1);
 
@@ -338,6 +469,13 @@ float Transformer::forward_backward(float grad_scale) {
 
 float Transformer::forward_loss() {
   return forward(false, 0.0f);
+}
+
+double Transformer::aux_loss() const {
+  double s = 0;
+  for (const auto& st : moe_stats_)
+    s += cfg_.moe_aux_loss_coef * st.load_balance_loss + cfg_.moe_z_loss_coef * st.z_loss;
+  return s;
 }
 
 std::vector<double> Transformer::layer_grad_norms() const {

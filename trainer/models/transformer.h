@@ -20,6 +20,15 @@ namespace sparta::models {
 
 using kernels::Tensor;
 
+// Router statistics of one MoE layer from the last forward (for metrics).
+struct MoeLayerStats {
+  int layer = -1;
+  std::vector<int64_t> expert_tokens;  // (token, slot) assignments per expert, before capacity
+  int64_t dropped = 0;                 // assignments dropped by the capacity
+  double router_entropy = 0;           // mean over tokens of -sum_e p_e log p_e (nats)
+  double load_balance_loss = 0, z_loss = 0;
+};
+
 struct Param {
   std::string name;
   int layer = -1;     // -1: not inside a block (embeddings, final norm, head)
@@ -61,6 +70,12 @@ class Transformer {
 
   // sqrt(sum of squared gradients) of each block's parameters: the Mix-LN depth diagnostic.
   std::vector<double> layer_grad_norms() const;
+  // One entry per MoE layer, from the last forward.
+  const std::vector<MoeLayerStats>& moe_stats() const { return moe_stats_; }
+  // The auxiliary part of the objective from the last forward: sum over MoE layers of
+  // aux_loss_coef * load_balance + z_loss_coef * z. forward_backward differentiates
+  // grad_scale * (mean token loss + aux_loss()); the returned loss is the token loss alone.
+  double aux_loss() const;
   // Forward output of the last run: per-token losses [B*T] and the final hidden state's input
   // (for tests and diagnostics).
   Tensor token_losses() const { return losses_; }
@@ -70,6 +85,17 @@ class Transformer {
   struct LayerParams {
     Tensor na_g, na_b, nf_g, nf_b, wqkv, wproj, wfc, wout;  // b: layernorm beta only
     Tensor d_na_g, d_na_b, d_nf_g, d_nf_b, dwqkv, dwproj, dwfc, dwout;
+    // MoE layers: router [E,C]; wfc [E,FC_e,C] and wout [E,C,F_e] hold the experts.
+    bool moe = false;
+    int moe_slot = -1;  // index into moe_stats_
+    Tensor wrouter, dwrouter;
+  };
+  struct MoeActs {
+    Tensor logits, probs, idx, w;        // [N,E], [N,E], i32 [N,K], [N,K]
+    Tensor pos, row_token;               // i32 [N*K]
+    Tensor xp, h, act, outp;             // permuted rows: [N*K,C], [N*K,FC_e], [N*K,F_e], [N*K,C]
+    std::vector<int64_t> offsets;        // E+1 row offsets of the experts (host)
+    int64_t rows = 0;                    // kept (token, slot) pairs
   };
   struct LayerActs {
     Tensor out;                                  // [N,C] the layer's output = next layer's input
@@ -77,7 +103,8 @@ class Transformer {
     Tensor nf_out, nf_mean, nf_rstd;             // second norm (Pre-LN only output)
     Tensor qkv, q, k, v, o, lse, att, att_proj;  // attention
     Tensor sum1, sum2;                           // residual sums feeding the norms
-    Tensor fc, act, mlp_out;                     // FFN
+    Tensor fc, act, mlp_out;                     // FFN (dense layers; mlp_out for all)
+    MoeActs moe;                                 // MoE layers
   };
 
   void plan(kernels::Arena& params, kernels::Arena& grads, kernels::Arena& acts);
@@ -94,6 +121,9 @@ class Transformer {
                           Tensor dx);
   void ffn_forward(const LayerParams& p, LayerActs& a, Tensor x);
   void ffn_backward(const LayerParams& p, const LayerActs& a, Tensor x, Tensor dout, Tensor dx);
+  void moe_forward(const LayerParams& p, LayerActs& a, Tensor x, MoeLayerStats& stats);
+  void moe_backward(const LayerParams& p, const LayerActs& a, Tensor x, Tensor dout, Tensor dx);
+  static Tensor expert(Tensor w3, int64_t e);  // the [rows, cols] matrix of expert e
 
   ModelConfig cfg_;
   int B_;
@@ -110,6 +140,10 @@ class Transformer {
   Tensor tokens_, targets_;
   // Backward scratch, shared by all layers (zeroed where an op accumulates into it).
   Tensor g_resid_, g_tmp_, g_norm_, g_att_, g_qkv_, g_q_, g_k_, g_v_, g_o_, g_fc_, g_act_;
+  Tensor g_dlogits_, g_dw_, g_doutp_, g_dh_, g_dact_, g_dxp_;  // MoE layers
+  std::vector<MoeLayerStats> moe_stats_;
+  std::vector<int64_t> moe_counts_;  // scratch for moe_aux_losses
+  float grad_scale_ = 1.0f;          // of the running forward_backward (aux-loss gradients)
   std::vector<float> host_losses_;
   int64_t valid_targets_ = -1;
 };
