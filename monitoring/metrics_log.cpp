@@ -31,6 +31,13 @@ void MetricsLog::write(const TrainRecord& r) {
                       {"step_ms", r.step_ms}};
   if (!r.layer_grad_norms.empty()) j["layer_grad_norms"] = r.layer_grad_norms;
   if (r.noise_sigma > 0) j["noise_sigma"] = r.noise_sigma;
+  for (const auto& m : r.moe)
+    j["moe"].push_back({{"layer", m.layer},
+                        {"expert_tokens", m.expert_tokens},
+                        {"dropped", m.dropped},
+                        {"router_entropy", m.router_entropy},
+                        {"load_balance_loss", m.load_balance_loss},
+                        {"z_loss", m.z_loss}});
   std::fputs((j.dump() + "\n").c_str(), f_);
   std::fflush(f_);
 }
@@ -53,11 +60,23 @@ std::string format_duration(double s) {
 std::string progress_line(const TrainRecord& r, int64_t total_steps) {
   const double eta = static_cast<double>(total_steps - r.step) * r.step_ms / 1000.0;
   const int w = static_cast<int>(std::to_string(total_steps).size());
+  // MoE runs add the mean load-balance loss (1 = balanced) and the dropped assignments.
+  std::string moe;
+  if (!r.moe.empty()) {
+    double lb = 0;
+    int64_t dropped = 0;
+    for (const auto& m : r.moe) {
+      lb += m.load_balance_loss;
+      dropped += m.dropped;
+    }
+    moe = fmt::format(" | balance {:.3f} | dropped {}", lb / static_cast<double>(r.moe.size()),
+                      dropped);
+  }
   return fmt::format(
       "step {:>{}}/{} | loss {:.4f} | lr {:.2e} | gnorm {:.3f} | {:.0f} tok/s | "
-      "{:.1f} ms | ETA {}",
+      "{:.1f} ms | ETA {}{}",
       r.step, w, total_steps, r.loss, r.lr, r.grad_norm, r.tokens_per_s, r.step_ms,
-      format_duration(eta));
+      format_duration(eta), moe);
 }
 
 }  // namespace sparta::monitoring

@@ -126,5 +126,20 @@ if [ -n "$s1" ] && [ "$s1" = "$s2" ] && [ "$s1" != "$s3" ] && grep -q "^the king
 expect 3 "no checkpoint in $work/nothing" "$bin/sparta-sample" --checkpoint "$work/nothing"
 expect 2 "--temperature -1 must be >= 0" "$bin/sparta-sample" --checkpoint "$work/ra/checkpoints" --temperature -1
 
+# MoE through the CLI: router statistics in the progress line and the metrics; bad MoE keys.
+expect 0 "| balance " "$bin/sparta-train" "${tiny[@]}" --set moe.experts=4 --set moe.top_k=2 --set moe.capacity_factor=1.0 --metrics-out "$work/moe.jsonl"
+if python3 - "$work/moe.jsonl" <<'PY'
+import json, sys
+lines = [l for l in map(json.loads, open(sys.argv[1])) if "loss" in l]
+m = lines[-1]["moe"]
+assert [x["layer"] for x in m] == [0, 1], m
+# batch 4 x seq 16 tokens, 2 experts each: 128 assignments per layer before capacity
+assert all(sum(x["expert_tokens"]) == 128 for x in m), m
+assert all(0 <= x["dropped"] <= 128 and x["router_entropy"] > 0 and x["load_balance_loss"] > 0 for x in m)
+PY
+then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: MoE metrics"; fi
+expect 2 "moe.top_k = 5 exceeds moe.experts = 4" "$bin/sparta-train" "${tiny[@]}" --set moe.experts=4 --set moe.top_k=5
+expect 2 "moe.layers = \"0,7\": '7' is not a layer index in [0, 2)" "$bin/sparta-train" "${tiny[@]}" --set moe.experts=4 --set moe.layers=0,7
+
 echo "cli_test: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

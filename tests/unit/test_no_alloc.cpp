@@ -64,7 +64,8 @@ namespace {
 
 TEST(NoAlloc, TrainingStepMakesNoHeapAllocation) {
   const std::string dir = prepared_data("noalloc");
-  for (const char* accum : {"train.grad_accum=1", "train.grad_accum=2", "noise.enabled=true"}) {
+  for (const char* accum :
+       {"train.grad_accum=1", "train.grad_accum=2", "noise.enabled=true", "moe.experts=4"}) {
     trainer::Trainer t(tiny_config(dir, {accum}), quiet_run());
     t.step(0);  // warm-up: first-touch of OpenBLAS buffers, OpenMP thread pool
     g_allocs = 0;
