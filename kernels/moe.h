@@ -46,4 +46,16 @@ void moe_combine_forward(Tensor y, Tensor outp, Tensor w, Tensor pos);
 // doutp[pos[n,k]] += w[n,k] * dy[n]; dw[n,k] += <dy[n], outp[pos[n,k]]>.
 void moe_combine_backward(Tensor doutp, Tensor dw, Tensor dy, Tensor outp, Tensor w, Tensor pos);
 
+// GRU cell (PyTorch's gate order r, z, n) for the RMoE router, one row per token:
+//   r = sigma(gi_r + b_ih_r + gh_r + b_hh_r)        z = sigma(gi_z + b_ih_z + gh_z + b_hh_z)
+//   n = tanh(gi_n + b_ih_n + r * (gh_n + b_hh_n))    h = (1 - z) * n + z * h_prev
+// gi = x W_ih^T and gh = h_prev W_hh^T come from kernels::matmul_forward ([N,3P] each, biases
+// not included). saved[N,4P] keeps r, z, n and (gh_n + b_hh_n) for the backward.
+void gru_cell_forward(Tensor h, Tensor saved, Tensor gi, Tensor gh, Tensor b_ih, Tensor b_hh,
+                      Tensor h_prev);
+// From dh[N,P]: dgi, dgh [N,3P] (=, pre-activation gate gradients), db_ih, db_hh [3P] (+=),
+// dh_prev [N,P] (+=, may be empty).
+void gru_cell_backward(Tensor dgi, Tensor dgh, Tensor db_ih, Tensor db_hh, Tensor dh_prev,
+                       Tensor dh, Tensor saved, Tensor h_prev);
+
 }  // namespace sparta::kernels

@@ -178,6 +178,11 @@ std::vector<Key> build_schema() {
   add_real("moe", "aux_loss_coef", REF(model.moe_aux_loss_coef), 0.0, 1e3,
            "Switch load-balance loss weight");
   add_real("moe", "z_loss_coef", REF(model.moe_z_loss_coef), 0.0, 1e3, "router z-loss weight");
+  add_string("moe", "router", REF(model.moe_router),
+             "linear: per-layer router; gru: RMoE, a GRU over depth shared by the MoE layers");
+  keys.back().kind = Kind::choice;
+  keys.back().choices = {"linear", "gru"};
+  add_int("moe", "gru_dim", REF(model.moe_gru_dim), 1, 65536, "RMoE GRU width p");
   add_string("moe", "router_dtype", REF(moe_router_dtype), "router precision (fp32 only)");
   keys.back().kind = Kind::choice;
   keys.back().choices = {"fp32"};

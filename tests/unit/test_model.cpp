@@ -56,6 +56,7 @@ struct Variant {
   int experts = 0;          // > 0: MoE FFNs (top-2) on the layers in moe_layers
   double capacity = 0;      // MoE capacity factor (0: dropless)
   const char* moe_layers = "all";
+  const char* router = "linear";  // "gru": RMoE
 };
 
 class ModelGrad : public ::testing::TestWithParam<Variant> {};
@@ -77,6 +78,8 @@ TEST_P(ModelGrad, EveryParameterMatchesFiniteDifferences) {
   c.moe_expert_ffn = 12;
   c.moe_capacity_factor = v.capacity;
   c.moe_layers = v.moe_layers;
+  c.moe_router = v.router;
+  c.moe_gru_dim = 6;
   c.moe_aux_loss_coef = 0.1;  // large enough that a wrong aux gradient shows
   c.moe_z_loss_coef = 0.05;
   Transformer m(c, 2, k::Device::cpu(), 42);
@@ -133,7 +136,12 @@ INSTANTIATE_TEST_SUITE_P(
         Variant{"mix_moe_dropless", NormPlacement::mix, models::NormType::rmsnorm,
                 models::PosEncoding::rope, models::FfnType::swiglu, false, 4, 0.0, "all"},
         Variant{"pre_moe_capacity_gelu", NormPlacement::pre, models::NormType::rmsnorm,
-                models::PosEncoding::rope, models::FfnType::gelu, false, 5, 0.8, "0,2"}),
+                models::PosEncoding::rope, models::FfnType::gelu, false, 5, 0.8, "0,2"},
+        // RMoE: the GRU state crosses every layer, or skips the dense layer 1 (MoE on 0 and 2).
+        Variant{"mix_rmoe", NormPlacement::mix, models::NormType::rmsnorm, models::PosEncoding::rope,
+                models::FfnType::swiglu, false, 4, 0.0, "all", "gru"},
+        Variant{"pre_rmoe_skip", NormPlacement::pre, models::NormType::rmsnorm,
+                models::PosEncoding::rope, models::FfnType::swiglu, false, 4, 0.0, "0,2", "gru"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 struct RunResult {

@@ -227,3 +227,51 @@ TEST(MoeCombine, GatherCombineAndTheirBackward) {
 
 }  // namespace
 }  // namespace sparta::test
+
+namespace sparta::test {
+namespace {
+
+// GRU cell: forward against the textbook equations in double, backward against finite
+// differences of a scalar projection of h.
+TEST(GruCell, ForwardAndBackwardMatchReference) {
+  const int64_t N = 3, P = 4;
+  const HostF32 gi = randn({N, 3 * P}, 40), gh = randn({N, 3 * P}, 41), bih = randn({3 * P}, 42, 0.3f),
+                bhh = randn({3 * P}, 43, 0.3f), hp = randn({N, P}, 44), dh = randn({N, P}, 45);
+  HostF32 h({N, P}), saved({N, 4 * P});
+  k::gru_cell_forward(h.t, saved.t, gi.t, gh.t, bih.t, bhh.t, hp.t);
+  auto ref = [&](const Vec& a, const Vec& b, const Vec& bi, const Vec& bh, const Vec& hprev) {
+    Vec out(static_cast<size_t>(N * P));
+    auto sg = [](double x) { return 1 / (1 + std::exp(-x)); };
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t j = 0; j < P; ++j) {
+        auto at = [&](const Vec& v, int64_t g) { return v[static_cast<size_t>(n * 3 * P + g * P + j)]; };
+        auto bb = [&](const Vec& v, int64_t g) { return v[static_cast<size_t>(g * P + j)]; };
+        const double r = sg(at(a, 0) + bb(bi, 0) + at(b, 0) + bb(bh, 0));
+        const double z = sg(at(a, 1) + bb(bi, 1) + at(b, 1) + bb(bh, 1));
+        const double nn = std::tanh(at(a, 2) + bb(bi, 2) + r * (at(b, 2) + bb(bh, 2)));
+        out[static_cast<size_t>(n * P + j)] = (1 - z) * nn + z * hprev[static_cast<size_t>(n * P + j)];
+      }
+    return out;
+  };
+  EXPECT_LT(rel_err(h.v, ref(gi.d(), gh.d(), bih.d(), bhh.d(), hp.d())), 1e-6);
+  HostF32 dgi({N, 3 * P}), dgh({N, 3 * P}), dbih({3 * P}), dbhh({3 * P}), dhp({N, P});
+  k::gru_cell_backward(dgi.t, dgh.t, dbih.t, dbhh.t, dhp.t, dh.t, saved.t, hp.t);
+  const std::vector<Vec> in = {gi.d(), gh.d(), bih.d(), bhh.d(), hp.d()};
+  auto grad_of = [&](size_t which) {
+    return fd_grad(
+        [&](const Vec& x) {
+          std::vector<Vec> v = in;
+          v[which] = x;
+          return dot(ref(v[0], v[1], v[2], v[3], v[4]), dh.d());
+        },
+        in[which]);
+  };
+  EXPECT_LT(rel_err(dgi.v, grad_of(0)), 1e-4);
+  EXPECT_LT(rel_err(dgh.v, grad_of(1)), 1e-4);
+  EXPECT_LT(rel_err(dbih.v, grad_of(2)), 1e-4);
+  EXPECT_LT(rel_err(dbhh.v, grad_of(3)), 1e-4);
+  EXPECT_LT(rel_err(dhp.v, grad_of(4)), 1e-4);
+}
+
+}  // namespace
+}  // namespace sparta::test

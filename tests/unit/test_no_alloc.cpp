@@ -1,11 +1,18 @@
-// Proves the training step allocates nothing: malloc and friends are interposed (glibc's
+// Proves sparta's training step allocates nothing: malloc and friends are interposed (glibc's
 // __libc_* entry points do the work) and counted while Trainer::step runs, after a warm-up step.
-// operator new, OpenMP and OpenBLAS all allocate through malloc, so all of them are covered.
+// operator new and OpenMP allocate through malloc, so they are covered. OpenBLAS is counted
+// apart: Debian's 0.3.21 (MAX_CPU_NUMBER 64, USE_ALLOC_HEAP) mallocs a small job array in every
+// multithreaded GEMM (level3_thread.c), which sparta cannot avoid short of single-threaded BLAS;
+// the test reports those and requires zero from everything else.
 // Not built under AddressSanitizer, which owns malloc itself.
 #include <gtest/gtest.h>
 
+#include <dlfcn.h>
+
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "tests/common/data_util.h"
 #include "tests/common/trainer_util.h"
@@ -23,9 +30,22 @@ void __libc_free(void*);
 namespace {
 std::atomic<bool> g_counting{false};
 std::atomic<long> g_allocs{0};
-inline void note() {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocs.fetch_add(1, std::memory_order_relaxed);
+std::atomic<long> g_blas_allocs{0};
+}  // namespace
+// A place for a debugger breakpoint: `break sparta_counted_allocation` shows who allocated.
+extern "C" __attribute__((noinline)) void sparta_counted_allocation() { asm volatile(""); }
+namespace {
+__attribute__((always_inline)) inline void note_from(void* caller) {
+  if (!g_counting.load(std::memory_order_relaxed)) return;
+  Dl_info info;
+  if (dladdr(caller, &info) != 0 && info.dli_fname && std::strstr(info.dli_fname, "libopenblas")) {
+    g_blas_allocs.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  sparta_counted_allocation();
 }
+#define note() note_from(__builtin_return_address(0))
 }  // namespace
 
 extern "C" {
@@ -64,15 +84,27 @@ namespace {
 
 TEST(NoAlloc, TrainingStepMakesNoHeapAllocation) {
   const std::string dir = prepared_data("noalloc");
-  for (const char* accum :
-       {"train.grad_accum=1", "train.grad_accum=2", "noise.enabled=true", "moe.experts=4"}) {
-    trainer::Trainer t(tiny_config(dir, {accum}), quiet_run());
+  const std::vector<std::vector<std::string>> variants = {
+      {"train.grad_accum=1"},
+      {"train.grad_accum=2"},
+      {"noise.enabled=true"},
+      {"moe.experts=4", "moe.capacity_factor=1.0"},
+      {"moe.experts=4", "moe.router=gru", "model.n_layers=3", "moe.layers=0,2"},
+      // The default model's shapes (batch 4): GEMMs large enough for OpenBLAS's threaded path.
+      {"model.n_layers=6", "model.d_model=256", "model.n_heads=4", "model.d_ff=683",
+       "model.seq_len=128", "model.mixln_post_layers=2"}};
+  for (const auto& sets : variants) {
+    const std::string accum = sets.front();
+    trainer::Trainer t(tiny_config(dir, sets), quiet_run());
     t.step(0);  // warm-up: first-touch of OpenBLAS buffers, OpenMP thread pool
     g_allocs = 0;
+    g_blas_allocs = 0;
     g_counting = true;
     for (int64_t s = 1; s < 4; ++s) t.step(s);
     g_counting = false;
     EXPECT_EQ(g_allocs.load(), 0) << accum;
+    std::printf("%-22s sparta allocations %ld, OpenBLAS threaded-GEMM allocations %ld (3 steps)\n",
+                accum.c_str(), g_allocs.load(), g_blas_allocs.load());
     // The counter works: a visible allocation is seen.
     g_counting = true;
     void* volatile p = std::malloc(16);

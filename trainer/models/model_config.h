@@ -40,6 +40,11 @@ struct ModelConfig {
   double moe_capacity_factor = 0;  // 0: dropless; else capacity = ceil(cf * N * K / E) per expert
   double moe_aux_loss_coef = 0.01;  // Switch load-balance loss weight
   double moe_z_loss_coef = 0.0;     // router z-loss weight
+  // RMoE (../shared/specs/rmoe.md): "gru" routes from a GRU state carried across the MoE layers
+  // (one GRU shared by all of them, a projector and a router matrix per layer); "linear" is the
+  // standard per-layer router.
+  std::string moe_router = "linear";
+  int moe_gru_dim = 128;  // GRU width p
 
   int head_dim() const { return d_model / n_heads; }
   // K = number of Post-LN layers (Mix-LN spec section 1): pre -> 0, post -> L, mix -> floor(aL).

@@ -46,6 +46,8 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
   const std::vector<bool> moe_mask = cfg_.moe_layer_mask();
   const int64_t E = cfg_.moe_experts, K = cfg_.moe_top_k, Fe = cfg_.expert_ffn();
   const int64_t FCe = cfg_.ffn == FfnType::swiglu ? 2 * Fe : Fe;
+  const bool gru = cfg_.moe_experts > 0 && cfg_.moe_router == "gru";
+  const int64_t P = cfg_.moe_gru_dim;
   params_.clear();
   moe_stats_.clear();
   init_scale_.clear();
@@ -77,13 +79,26 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
       p.moe_slot = static_cast<int>(moe_stats_.size());
       moe_stats_.push_back({});
       moe_stats_.back().layer = l;
-      param(pre + "ffn.router.weight", l, {E, C}, s, true, p.wrouter, p.dwrouter);
+      if (gru) {
+        param(pre + "ffn.router.proj.weight", l, {P, C}, s, true, p.wgproj, p.dwgproj);
+        param(pre + "ffn.router.weight", l, {E, P}, s, true, p.wrouter, p.dwrouter);
+      } else {
+        param(pre + "ffn.router.weight", l, {E, C}, s, true, p.wrouter, p.dwrouter);
+      }
       param(pre + "ffn.experts.fc.weight", l, {E, FCe, C}, s, true, p.wfc, p.dwfc);
       param(pre + "ffn.experts.proj.weight", l, {E, C, Fe}, s, true, p.wout, p.dwout);
     } else {
       param(pre + "ffn.fc.weight", l, {FC, C}, s, true, p.wfc, p.dwfc);
       param(pre + "ffn.proj.weight", l, {C, F}, s, true, p.wout, p.dwout);
     }
+  }
+  if (gru && !moe_stats_.empty()) {
+    // Shared by every MoE layer; PyTorch's GRU init scale 1/sqrt(P).
+    const float gs = 1.0f / std::sqrt(static_cast<float>(P));
+    param("router.gru.weight_ih", -1, {3 * P, P}, gs, true, gru_wih_, dgru_wih_);
+    param("router.gru.weight_hh", -1, {3 * P, P}, gs, true, gru_whh_, dgru_whh_);
+    param("router.gru.bias_ih", -1, {3 * P}, gs, false, gru_bih_, dgru_bih_);
+    param("router.gru.bias_hh", -1, {3 * P}, gs, false, gru_bhh_, dgru_bhh_);
   }
   param("norm_final.weight", -1, {C}, kOnes, false, fin_g_, dfin_g_);
   if (ln) param("norm_final.bias", -1, {C}, kZeros, false, fin_b_, dfin_b_);
@@ -136,6 +151,13 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
       m.act = f32({N * K, Fe});
       m.outp = f32({N * K, C});
       m.offsets.assign(static_cast<size_t>(E + 1), 0);
+      if (gru) {
+        m.xg = f32({N, P});
+        m.gi = f32({N, 3 * P});
+        m.gh = f32({N, 3 * P});
+        m.gates = f32({N, 4 * P});
+        m.h_state = f32({N, P});
+      }
     }
   }
   fin_out_ = f32({N, C});
@@ -163,6 +185,21 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
     g_dact_ = f32({N * K, Fe});
     g_dxp_ = f32({N * K, C});
     moe_counts_.assign(static_cast<size_t>(E), 0);
+    if (gru) {
+      gru_h0_ = f32({N, P});  // zero: the arena is zero-filled and nothing writes it
+      g_gru_dh_ = f32({N, P});
+      g_gru_dh_prev_ = f32({N, P});
+      g_gru_dx_ = f32({N, P});
+      g_gru_dgi_ = f32({N, 3 * P});
+      g_gru_dgh_ = f32({N, 3 * P});
+      // The GRU state flows through the MoE layers in order.
+      Tensor prev = gru_h0_;
+      for (int l = 0; l < L; ++l) {
+        if (!layers_[static_cast<size_t>(l)].moe) continue;
+        acts_[static_cast<size_t>(l)].moe.h_prev = prev;
+        prev = acts_[static_cast<size_t>(l)].moe.h_state;
+      }
+    }
     for (auto& st : moe_stats_) st.expert_tokens.assign(static_cast<size_t>(E), 0);
   }
 }
@@ -320,7 +357,15 @@ Tensor Transformer::expert(Tensor w3, int64_t e) {
 void Transformer::moe_forward(const LayerParams& p, LayerActs& a, Tensor x, MoeLayerStats& st) {
   MoeActs& m = a.moe;
   const int64_t E = cfg_.moe_experts, N = x.dim(0), K = cfg_.moe_top_k;
-  k::matmul_forward(m.logits, x, p.wrouter);
+  if (p.wgproj.empty()) {
+    k::matmul_forward(m.logits, x, p.wrouter);
+  } else {  // RMoE: x -> projector -> GRU(., h_prev) -> h -> router matrix
+    k::matmul_forward(m.xg, x, p.wgproj);
+    k::matmul_forward(m.gi, m.xg, gru_wih_);
+    k::matmul_forward(m.gh, m.h_prev, gru_whh_);
+    k::gru_cell_forward(m.h_state, m.gates, m.gi, m.gh, gru_bih_, gru_bhh_, m.h_prev);
+    k::matmul_forward(m.logits, m.h_state, p.wrouter);
+  }
   k::moe_route_forward(m.probs, m.idx, m.w, m.logits);
   const int64_t capacity =
       cfg_.moe_capacity_factor > 0
@@ -385,7 +430,20 @@ void Transformer::moe_backward(const LayerParams& p, const LayerActs& a, Tensor 
   k::moe_aux_losses(m.logits, m.probs, m.idx, moe_counts_, g_dlogits_,
                     static_cast<float>(cfg_.moe_aux_loss_coef), static_cast<float>(cfg_.moe_z_loss_coef),
                     grad_scale_);
-  k::matmul_backward(dx, p.dwrouter, g_dlogits_, x, p.wrouter);
+  if (p.wgproj.empty()) {
+    k::matmul_backward(dx, p.dwrouter, g_dlogits_, x, p.wrouter);
+    return;
+  }
+  // RMoE: g_gru_dh_ holds d(h) from the MoE layers above (the recurrent gradient: no detach).
+  k::matmul_backward(g_gru_dh_, p.dwrouter, g_dlogits_, m.h_state, p.wrouter);
+  k::zero(g_gru_dh_prev_);
+  k::gru_cell_backward(g_gru_dgi_, g_gru_dgh_, dgru_bih_, dgru_bhh_, g_gru_dh_prev_, g_gru_dh_,
+                       m.gates, m.h_prev);
+  k::zero(g_gru_dx_);
+  k::matmul_backward(g_gru_dx_, dgru_wih_, g_gru_dgi_, m.xg, gru_wih_);
+  k::matmul_backward(g_gru_dh_prev_, dgru_whh_, g_gru_dgh_, m.h_prev, gru_whh_);
+  k::matmul_backward(dx, p.dwgproj, g_gru_dx_, x, p.wgproj);
+  std::swap(g_gru_dh_, g_gru_dh_prev_);  // now d(h_prev): what the MoE layer below receives
 }
 
 float Transformer::forward(bool with_backward, float grad_scale) {
@@ -412,6 +470,7 @@ float Transformer::forward(bool with_backward, float grad_scale) {
 void Transformer::backward() {
   // g_resid_ carries d(layer output) downwards and is updated in place into d(layer input).
   k::zero(g_resid_);
+  if (!g_gru_dh_.empty()) k::zero(g_gru_dh_);  // nothing flows into the last MoE layer's state
   Tensor x_last = cfg_.n_layers > 0 ? acts_.back().out : emb_out_;
   norm_backward(g_resid_, dfin_g_, dfin_b_, g_norm_, x_last, fin_g_, fin_mean_, fin_rstd_);
   for (int l = cfg_.n_layers - 1; l >= 0; --l) {

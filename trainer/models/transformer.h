@@ -88,7 +88,8 @@ class Transformer {
     // MoE layers: router [E,C]; wfc [E,FC_e,C] and wout [E,C,F_e] hold the experts.
     bool moe = false;
     int moe_slot = -1;  // index into moe_stats_
-    Tensor wrouter, dwrouter;
+    Tensor wrouter, dwrouter;  // [E,C] (linear) or [E,P] (gru)
+    Tensor wgproj, dwgproj;    // RMoE projector [P,C]
   };
   struct MoeActs {
     Tensor logits, probs, idx, w;        // [N,E], [N,E], i32 [N,K], [N,K]
@@ -96,6 +97,9 @@ class Transformer {
     Tensor xp, h, act, outp;             // permuted rows: [N*K,C], [N*K,FC_e], [N*K,F_e], [N*K,C]
     std::vector<int64_t> offsets;        // E+1 row offsets of the experts (host)
     int64_t rows = 0;                    // kept (token, slot) pairs
+    // RMoE: projected input, gate pre-activations, saved gates, the new state; h_prev is the
+    // previous MoE layer's h (or the zero state).
+    Tensor xg, gi, gh, gates, h_state, h_prev;
   };
   struct LayerActs {
     Tensor out;                                  // [N,C] the layer's output = next layer's input
@@ -142,6 +146,10 @@ class Transformer {
   Tensor g_resid_, g_tmp_, g_norm_, g_att_, g_qkv_, g_q_, g_k_, g_v_, g_o_, g_fc_, g_act_;
   Tensor g_dlogits_, g_dw_, g_doutp_, g_dh_, g_dact_, g_dxp_;  // MoE layers
   std::vector<MoeLayerStats> moe_stats_;
+  // RMoE shared GRU: W_ih, W_hh [3P,P], b_ih, b_hh [3P]; the zero initial state; the recurrent
+  // gradient d(h) carried down the MoE layers in the backward (two buffers, swapped).
+  Tensor gru_wih_, gru_whh_, gru_bih_, gru_bhh_, dgru_wih_, dgru_whh_, dgru_bih_, dgru_bhh_;
+  Tensor gru_h0_, g_gru_dh_, g_gru_dh_prev_, g_gru_dx_, g_gru_dgi_, g_gru_dgh_;
   std::vector<int64_t> moe_counts_;  // scratch for moe_aux_losses
   float grad_scale_ = 1.0f;          // of the running forward_backward (aux-loss gradients)
   std::vector<float> host_losses_;
