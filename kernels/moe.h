@@ -4,8 +4,9 @@
 //   combine (weighted sum back into token order), and the backward of each.
 // Conventions as in ops.h: forward outputs '=', gradients '+='. Router math is fp32.
 //
-// Status: CPU reference implementations. The CUDA twins are not written yet; these ops refuse
-// device tensors with a usage error rather than run a slow path.
+// CPU reference in kernels/cpu/moe.cpp, CUDA twin in kernels/cuda/moe.cu (raw signatures in
+// moe_backend.inc). Host-side results (aux values, counts, expert offsets) are copied back, so
+// on a GPU the permute and the aux losses are sync points.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +25,7 @@ void moe_route_backward(Tensor dlogits, Tensor dw, Tensor probs, Tensor idx, Ten
 struct MoeAux {
   double load_balance = 0;  // Switch: E * sum_e f_e * P_e (1 when perfectly balanced)
   double z = 0;             // mean over tokens of logsumexp(logits)^2
+  double router_entropy = 0;  // mean over tokens of -sum_e p_e log p_e (nats)
 };
 // Computes the auxiliary losses and the per-expert assignment counts (counts.size() == E);
 // with dlogits given, adds grad_scale * (lb_coef * dLB + z_coef * dZ) (f_e treated as constant,

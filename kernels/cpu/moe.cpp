@@ -1,35 +1,20 @@
-// CPU reference of the MoE stages (kernels/moe.h).
-#include "kernels/moe.h"
-
+// CPU reference of the MoE stages and the RMoE GRU cell (kernels/moe.h, moe_backend.inc).
 #include <algorithm>
 #include <cmath>
-#include <numeric>
+#include <cstdint>
 
-namespace sparta::kernels {
+#include "kernels/check.h"
+
+namespace sparta::kernels::cpu {
+#include "kernels/moe_backend.inc"
 
 namespace {
-
 constexpr int64_t kMaxExperts = 1024;
-
-void cpu_only(const char* op, std::initializer_list<const Tensor*> ts) {
-  for (const Tensor* t : ts)
-    if (!t->empty() && !t->device.is_cpu())
-      SPARTA_USAGE_ERROR("{}: the MoE kernels run on the CPU only so far (got a {} tensor)", op,
-                         to_string(t->device));
-}
-
+inline float sigm(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 }  // namespace
 
-void moe_route_forward(Tensor probs, Tensor idx, Tensor w, Tensor logits) {
-  cpu_only("moe_route_forward", {&probs, &idx, &w, &logits});
-  const int64_t N = logits.dim(0), E = logits.dim(1), K = idx.dim(1);
-  SPARTA_CHECK(K >= 1 && K <= E && idx.dim(0) == N && w.numel() == N * K && probs.numel() == N * E,
-               "moe_route_forward: logits {} idx {} w {}", logits.shape_str(), idx.shape_str(),
-               w.shape_str());
-  const float* z = logits.f32();
-  float* p = probs.f32();
-  int32_t* ix = idx.i32();
-  float* wt = w.f32();
+void moe_route_forward(float* p, int32_t* ix, float* wt, const float* z, int64_t N, int64_t E,
+                       int64_t K) {
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     const float* zr = z + n * E;
@@ -39,7 +24,7 @@ void moe_route_forward(Tensor probs, Tensor idx, Tensor w, Tensor logits) {
     for (int64_t e = 0; e < E; ++e) sum += std::exp(static_cast<double>(zr[e] - mx));
     for (int64_t e = 0; e < E; ++e)
       pr[e] = static_cast<float>(std::exp(static_cast<double>(zr[e] - mx)) / sum);
-    // Selection of the K largest by repeated scans: E is small (<= a few hundred).
+    // The K largest by repeated scans (E is small); ties go to the lower id.
     int32_t* ir = ix + n * K;
     double s = 0;
     for (int64_t k = 0; k < K; ++k) {
@@ -56,14 +41,9 @@ void moe_route_forward(Tensor probs, Tensor idx, Tensor w, Tensor logits) {
   }
 }
 
-void moe_route_backward(Tensor dlogits, Tensor dw, Tensor probs, Tensor idx, Tensor w) {
-  cpu_only("moe_route_backward", {&dlogits, &dw, &probs, &idx, &w});
-  const int64_t N = probs.dim(0), E = probs.dim(1), K = idx.dim(1);
-  const float* p = probs.f32();
-  const float* g = dw.f32();
-  const float* wt = w.f32();
-  const int32_t* ix = idx.i32();
-  float* dz = dlogits.f32();
+void moe_route_backward(float* dz, const float* g, const float* p, const int32_t* ix,
+                        const float* wt, int64_t N, int64_t E, int64_t K) {
+  SPARTA_CHECK(E <= kMaxExperts, "moe_route_backward: {} experts > {}", E, kMaxExperts);
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     // w_j = p_{i_j} / S, S = sum_k p_{i_k}:  dp_e = (dw_e - sum_j dw_j w_j) / S for selected e.
@@ -73,7 +53,6 @@ void moe_route_backward(Tensor dlogits, Tensor dw, Tensor probs, Tensor idx, Ten
       gw += static_cast<double>(g[n * K + k]) * wt[n * K + k];
     }
     double dp[kMaxExperts];
-    SPARTA_CHECK(E <= kMaxExperts, "moe_route_backward: {} experts > {}", E, kMaxExperts);
     std::fill(dp, dp + E, 0.0);
     for (int64_t k = 0; k < K; ++k) dp[ix[n * K + k]] = (g[n * K + k] - gw) / S;
     // Softmax: dz_e = p_e (dp_e - sum_f p_f dp_f).
@@ -83,23 +62,24 @@ void moe_route_backward(Tensor dlogits, Tensor dw, Tensor probs, Tensor idx, Ten
   }
 }
 
-MoeAux moe_aux_losses(Tensor logits, Tensor probs, Tensor idx, std::vector<int64_t>& counts,
-                      Tensor dlogits, float lb_coef, float z_coef, float grad_scale) {
-  cpu_only("moe_aux_losses", {&logits, &probs, &idx, &dlogits});
-  const int64_t N = probs.dim(0), E = probs.dim(1), K = idx.dim(1);
+void moe_aux_losses(double* out3, int64_t* counts, float* dz, const float* z, const float* p,
+                    const int32_t* ix, int64_t N, int64_t E, int64_t K, float lb_coef,
+                    float z_coef, float grad_scale) {
   SPARTA_CHECK(E <= kMaxExperts, "moe_aux_losses: {} experts > {}", E, kMaxExperts);
-  const float* z = logits.f32();
-  const float* p = probs.f32();
-  const int32_t* ix = idx.i32();
-  counts.assign(static_cast<size_t>(E), 0);  // no reallocation once the caller sized it
-  for (int64_t i = 0; i < N * K; ++i) ++counts[static_cast<size_t>(ix[i])];
+  std::fill(counts, counts + E, 0);
+  for (int64_t i = 0; i < N * K; ++i) ++counts[ix[i]];
   double P[kMaxExperts] = {}, gpe[kMaxExperts];
+  double entropy = 0;
   for (int64_t n = 0; n < N; ++n)
-    for (int64_t e = 0; e < E; ++e) P[e] += p[n * E + e];
-  MoeAux aux;
+    for (int64_t e = 0; e < E; ++e) {
+      const double pe = p[n * E + e];
+      P[e] += pe;
+      if (pe > 0) entropy -= pe * std::log(pe);
+    }
+  double lb = 0, zl = 0;
   for (int64_t e = 0; e < E; ++e) {
-    const double f = static_cast<double>(counts[static_cast<size_t>(e)]) / static_cast<double>(N * K);
-    aux.load_balance += static_cast<double>(E) * f * P[e] / static_cast<double>(N);
+    const double f = static_cast<double>(counts[e]) / static_cast<double>(N * K);
+    lb += static_cast<double>(E) * f * P[e] / static_cast<double>(N);
     gpe[e] = lb_coef * static_cast<double>(E) * f / static_cast<double>(N);  // dLB/dp_{n,e}
   }
   auto lse_of = [&](int64_t n) {
@@ -111,41 +91,34 @@ MoeAux moe_aux_losses(Tensor logits, Tensor probs, Tensor idx, std::vector<int64
   };
   for (int64_t n = 0; n < N; ++n) {
     const double l = lse_of(n);
-    aux.z += l * l / static_cast<double>(N);
+    zl += l * l / static_cast<double>(N);
   }
-  if (!dlogits.empty()) {
-    float* dz = dlogits.f32();
+  out3[0] = lb;
+  out3[1] = zl;
+  out3[2] = entropy / static_cast<double>(N);
+  if (!dz) return;
 #pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-      // Load balance through the softmax, plus dZ/dz_e = 2 lse p_e / N.
-      double pg = 0;
-      for (int64_t e = 0; e < E; ++e) pg += p[n * E + e] * gpe[e];
-      const double zl = z_coef * 2.0 * lse_of(n) / static_cast<double>(N);
-      for (int64_t e = 0; e < E; ++e)
-        dz[n * E + e] += static_cast<float>(grad_scale * (p[n * E + e] * (gpe[e] - pg) + zl * p[n * E + e]));
-    }
+  for (int64_t n = 0; n < N; ++n) {
+    // Load balance through the softmax, plus dZ/dz_e = 2 lse p_e / N.
+    double pg = 0;
+    for (int64_t e = 0; e < E; ++e) pg += p[n * E + e] * gpe[e];
+    const double zg = z_coef * 2.0 * lse_of(n) / static_cast<double>(N);
+    for (int64_t e = 0; e < E; ++e)
+      dz[n * E + e] += static_cast<float>(grad_scale * (p[n * E + e] * (gpe[e] - pg) + zg * p[n * E + e]));
   }
-  return aux;
 }
 
-int64_t moe_permute(Tensor pos, Tensor row_token, std::vector<int64_t>& offsets, Tensor idx,
-                    int64_t num_experts, int64_t capacity) {
-  cpu_only("moe_permute", {&pos, &row_token, &idx});
-  const int64_t N = idx.dim(0), K = idx.dim(1), E = num_experts;
-  const int32_t* ix = idx.i32();
-  int32_t* ps = pos.i32();
-  int32_t* rt = row_token.i32();
+int64_t moe_permute(int32_t* ps, int32_t* rt, int64_t* offsets, const int32_t* ix, int64_t N,
+                    int64_t K, int64_t E, int64_t capacity) {
   SPARTA_CHECK(E <= kMaxExperts, "moe_permute: {} experts > {}", E, kMaxExperts);
   int64_t count[kMaxExperts] = {}, fill[kMaxExperts] = {};
   for (int64_t i = 0; i < N * K; ++i) {
     SPARTA_CHECK(ix[i] >= 0 && ix[i] < E, "moe_permute: expert id {} outside [0,{})", ix[i], E);
     ++count[ix[i]];
   }
-  offsets.assign(static_cast<size_t>(E + 1), 0);  // no reallocation once the caller sized it
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t kept = capacity > 0 ? std::min(count[e], capacity) : count[e];
-    offsets[static_cast<size_t>(e + 1)] = offsets[static_cast<size_t>(e)] + kept;
-  }
+  offsets[0] = 0;
+  for (int64_t e = 0; e < E; ++e)
+    offsets[e + 1] = offsets[e] + (capacity > 0 ? std::min(count[e], capacity) : count[e]);
   // Pairs in (token, slot) order; each expert fills its rows in that order, so the sort is
   // stable and the first `capacity` pairs of an expert are the ones kept.
   int64_t dropped = 0;
@@ -157,70 +130,112 @@ int64_t moe_permute(Tensor pos, Tensor row_token, std::vector<int64_t>& offsets,
       ++dropped;
       continue;
     }
-    const int64_t row = offsets[static_cast<size_t>(e)] + rank;
+    const int64_t row = offsets[e] + rank;
     ps[i] = static_cast<int32_t>(row);
     rt[row] = static_cast<int32_t>(i / K);
   }
   return dropped;
 }
 
-void moe_gather(Tensor xp, Tensor x, Tensor row_token, int64_t rows) {
-  cpu_only("moe_gather", {&xp, &x, &row_token});
-  const int64_t C = x.dim(-1);
-  const int32_t* rt = row_token.i32();
+void moe_gather(float* xp, const float* x, const int32_t* rt, int64_t rows, int64_t C) {
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) std::copy_n(x.f32() + rt[r] * C, C, xp.f32() + r * C);
+  for (int64_t r = 0; r < rows; ++r) std::copy_n(x + rt[r] * C, C, xp + r * C);
 }
 
-void moe_gather_backward(Tensor dx, Tensor dxp, Tensor pos) {
-  cpu_only("moe_gather_backward", {&dx, &dxp, &pos});
-  const int64_t C = dx.dim(-1), N = dx.numel() / C, K = pos.numel() / N;
-  const int32_t* ps = pos.i32();
+void moe_gather_backward(float* dx, const float* dxp, const int32_t* ps, int64_t N, int64_t K,
+                         int64_t C) {
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t k = 0; k < K; ++k) {
       const int32_t r = ps[n * K + k];
       if (r < 0) continue;
-      for (int64_t c = 0; c < C; ++c) dx.f32()[n * C + c] += dxp.f32()[r * C + c];
+      for (int64_t c = 0; c < C; ++c) dx[n * C + c] += dxp[r * C + c];
     }
 }
 
-void moe_combine_forward(Tensor y, Tensor outp, Tensor w, Tensor pos) {
-  cpu_only("moe_combine_forward", {&y, &outp, &w, &pos});
-  const int64_t C = y.dim(-1), N = y.numel() / C, K = w.numel() / N;
-  const int32_t* ps = pos.i32();
+void moe_combine_forward(float* y, const float* outp, const float* w, const int32_t* ps, int64_t N,
+                         int64_t K, int64_t C) {
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
-    float* yr = y.f32() + n * C;
+    float* yr = y + n * C;
     std::fill(yr, yr + C, 0.0f);
     for (int64_t k = 0; k < K; ++k) {
       const int32_t r = ps[n * K + k];
       if (r < 0) continue;
-      const float wk = w.f32()[n * K + k];
-      for (int64_t c = 0; c < C; ++c) yr[c] += wk * outp.f32()[r * C + c];
+      const float wk = w[n * K + k];
+      for (int64_t c = 0; c < C; ++c) yr[c] += wk * outp[r * C + c];
     }
   }
 }
 
-void moe_combine_backward(Tensor doutp, Tensor dw, Tensor dy, Tensor outp, Tensor w, Tensor pos) {
-  cpu_only("moe_combine_backward", {&doutp, &dw, &dy, &outp, &w, &pos});
-  const int64_t C = dy.dim(-1), N = dy.numel() / C, K = w.numel() / N;
-  const int32_t* ps = pos.i32();
+void moe_combine_backward(float* doutp, float* dw, const float* dy, const float* outp,
+                          const float* w, const int32_t* ps, int64_t N, int64_t K, int64_t C) {
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t k = 0; k < K; ++k) {
       const int32_t r = ps[n * K + k];
       if (r < 0) continue;
-      const float wk = w.f32()[n * K + k];
-      const float* g = dy.f32() + n * C;
-      const float* o = outp.f32() + r * C;
+      const float wk = w[n * K + k];
+      const float* g = dy + n * C;
+      const float* o = outp + r * C;
       double dot = 0;
       for (int64_t c = 0; c < C; ++c) {
-        doutp.f32()[r * C + c] += wk * g[c];
+        doutp[r * C + c] += wk * g[c];
         dot += static_cast<double>(g[c]) * o[c];
       }
-      dw.f32()[n * K + k] += static_cast<float>(dot);
+      dw[n * K + k] += static_cast<float>(dot);
     }
 }
 
-}  // namespace sparta::kernels
+void gru_cell_forward(float* h, float* saved, const float* a, const float* b, const float* bi,
+                      const float* bh, const float* hp, int64_t N, int64_t P) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* ar = a + n * 3 * P;
+    const float* br = b + n * 3 * P;
+    float* s = saved + n * 4 * P;
+    for (int64_t j = 0; j < P; ++j) {
+      const float r = sigm(ar[j] + bi[j] + br[j] + bh[j]);
+      const float zz = sigm(ar[P + j] + bi[P + j] + br[P + j] + bh[P + j]);
+      const float hn = br[2 * P + j] + bh[2 * P + j];
+      const float nn = std::tanh(ar[2 * P + j] + bi[2 * P + j] + r * hn);
+      h[n * P + j] = (1.0f - zz) * nn + zz * hp[n * P + j];
+      s[j] = r;
+      s[P + j] = zz;
+      s[2 * P + j] = nn;
+      s[3 * P + j] = hn;
+    }
+  }
+}
+
+void gru_cell_backward(float* dgi, float* dgh, float* db_ih, float* db_hh, float* dh_prev,
+                       const float* dh, const float* saved, const float* hp, int64_t N, int64_t P) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* s = saved + n * 4 * P;
+    float* da = dgi + n * 3 * P;
+    float* db = dgh + n * 3 * P;
+    for (int64_t j = 0; j < P; ++j) {
+      const float r = s[j], zz = s[P + j], nn = s[2 * P + j], hn = s[3 * P + j];
+      const float g = dh[n * P + j];
+      const float dn_pre = g * (1.0f - zz) * (1.0f - nn * nn);
+      const float dz_pre = g * (hp[n * P + j] - nn) * zz * (1.0f - zz);
+      const float dr_pre = dn_pre * hn * r * (1.0f - r);
+      da[j] = dr_pre;
+      da[P + j] = dz_pre;
+      da[2 * P + j] = dn_pre;
+      db[j] = dr_pre;
+      db[P + j] = dz_pre;
+      db[2 * P + j] = dn_pre * r;
+      if (dh_prev) dh_prev[n * P + j] += g * zz;
+    }
+  }
+  // Bias gradients: column sums in a fixed row order (deterministic).
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t j = 0; j < 3 * P; ++j) {
+      db_ih[j] += dgi[n * 3 * P + j];
+      db_hh[j] += dgh[n * 3 * P + j];
+    }
+}
+
+}  // namespace sparta::kernels::cpu

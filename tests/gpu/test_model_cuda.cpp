@@ -29,8 +29,21 @@ std::vector<double> host_copy(const k::Tensor& t) {
 
 TEST(CudaModel, LossAndGradientsMatchTheCpuModel) {
   SPARTA_REQUIRE_GPU();
-  for (auto placement : {NormPlacement::pre, NormPlacement::post, NormPlacement::mix}) {
+  struct Case {
+    NormPlacement placement;
+    int experts;
+    const char* router;
+  };
+  for (const Case cs : {Case{NormPlacement::pre, 0, "linear"}, Case{NormPlacement::post, 0, "linear"},
+                        Case{NormPlacement::mix, 0, "linear"}, Case{NormPlacement::mix, 5, "linear"},
+                        Case{NormPlacement::pre, 4, "gru"}}) {
+    const NormPlacement placement = cs.placement;
     ModelConfig c;
+    c.moe_experts = cs.experts;
+    c.moe_router = cs.router;
+    c.moe_gru_dim = 16;
+    c.moe_expert_ffn = 32;
+    c.moe_z_loss_coef = 0.01;
     c.n_layers = 3;
     c.d_model = 64;
     c.n_heads = 4;

@@ -23,10 +23,6 @@ Transformer::Transformer(const ModelConfig& cfg, int batch, k::Device device, ui
                cfg.d_model, cfg.n_heads);
   SPARTA_CHECK(cfg.pos != PosEncoding::rope || cfg.head_dim() % 2 == 0,
                "rope needs an even head dim, got {}", cfg.head_dim());
-  if (cfg.moe_experts > 0 && device.is_cuda())
-    SPARTA_USAGE_ERROR("MoE layers (moe.experts = {}) run on the CPU only so far; use train.device = "
-                       "\"cpu\"",
-                       cfg.moe_experts);
   auto mp = k::Arena::measuring(device), mg = k::Arena::measuring(device),
        ma = k::Arena::measuring(device);
   plan(mp, mg, ma);
@@ -391,10 +387,7 @@ void Transformer::moe_forward(const LayerParams& p, LayerActs& a, Tensor x, MoeL
   const auto aux = k::moe_aux_losses(m.logits, m.probs, m.idx, st.expert_tokens, Tensor(), 0, 0, 0);
   st.load_balance_loss = aux.load_balance;
   st.z_loss = aux.z;
-  double ent = 0;
-  const float* pr = m.probs.f32();
-  for (int64_t i = 0; i < N * E; ++i) ent -= pr[i] > 0 ? pr[i] * std::log(static_cast<double>(pr[i])) : 0.0;
-  st.router_entropy = ent / static_cast<double>(N);
+  st.router_entropy = aux.router_entropy;
 }
 
 // Same aliasing rule as ffn_backward: dout is fully read (combine backward) before dx is written.
