@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/dispatch.h"
 
 namespace sparta::kernels {
 
@@ -15,21 +16,6 @@ namespace cpu {
 namespace cuda {
 #include "kernels/moe_backend.inc"
 }
-#define SPARTA_MOE_DISPATCH(dev, call) \
-  do {                                 \
-    if ((dev).is_cuda())               \
-      cuda::call;                      \
-    else                               \
-      cpu::call;                       \
-  } while (0)
-#define SPARTA_MOE_DISPATCH_RET(dev, call) ((dev).is_cuda() ? cuda::call : cpu::call)
-#else
-#define SPARTA_MOE_DISPATCH(dev, call)                                                    \
-  do {                                                                                    \
-    if ((dev).is_cuda()) throw Error(ErrorKind::usage, "sparta was built without CUDA"); \
-    cpu::call;                                                                            \
-  } while (0)
-#define SPARTA_MOE_DISPATCH_RET(dev, call) cpu::call
 #endif
 
 namespace {
@@ -46,7 +32,7 @@ void moe_route_forward(Tensor probs, Tensor idx, Tensor w, Tensor logits) {
                "moe_route_forward: logits {} idx {}", logits.shape_str(), idx.shape_str());
   check_n("moe_route_forward", "probs", probs, N * E);
   check_n("moe_route_forward", "w", w, N * K);
-  SPARTA_MOE_DISPATCH(logits.device,
+  SPARTA_DISPATCH(logits.device,
                       moe_route_forward(probs.f32(), idx.i32(), w.f32(), logits.f32(), N, E, K));
 }
 
@@ -55,7 +41,7 @@ void moe_route_backward(Tensor dlogits, Tensor dw, Tensor probs, Tensor idx, Ten
   check_n("moe_route_backward", "dlogits", dlogits, N * E);
   check_n("moe_route_backward", "dw", dw, N * K);
   check_n("moe_route_backward", "w", w, N * K);
-  SPARTA_MOE_DISPATCH(probs.device, moe_route_backward(dlogits.f32(), dw.f32(), probs.f32(),
+  SPARTA_DISPATCH(probs.device, moe_route_backward(dlogits.f32(), dw.f32(), probs.f32(),
                                                        idx.i32(), w.f32(), N, E, K));
 }
 
@@ -66,7 +52,7 @@ MoeAux moe_aux_losses(Tensor logits, Tensor probs, Tensor idx, std::vector<int64
   check_n("moe_aux_losses", "dlogits", dlogits, N * E);
   counts.assign(static_cast<size_t>(E), 0);  // no reallocation once the caller sized it
   double out[3] = {};
-  SPARTA_MOE_DISPATCH(probs.device,
+  SPARTA_DISPATCH(probs.device,
                       moe_aux_losses(out, counts.data(), opt(dlogits), logits.f32(), probs.f32(),
                                      idx.i32(), N, E, K, lb_coef, z_coef, grad_scale));
   return {out[0], out[1], out[2]};
@@ -78,7 +64,7 @@ int64_t moe_permute(Tensor pos, Tensor row_token, std::vector<int64_t>& offsets,
   check_n("moe_permute", "pos", pos, N * K);
   check_n("moe_permute", "row_token", row_token, N * K);
   offsets.assign(static_cast<size_t>(num_experts + 1), 0);
-  return SPARTA_MOE_DISPATCH_RET(idx.device,
+  return SPARTA_DISPATCH_RET(idx.device,
                                  moe_permute(pos.i32(), row_token.i32(), offsets.data(), idx.i32(),
                                              N, K, num_experts, capacity));
 }
@@ -87,18 +73,18 @@ void moe_gather(Tensor xp, Tensor x, Tensor row_token, int64_t rows) {
   const int64_t C = x.dim(-1);
   SPARTA_CHECK(rows <= row_token.numel() && rows * C <= xp.numel(), "moe_gather: {} rows into {}",
                rows, xp.shape_str());
-  SPARTA_MOE_DISPATCH(x.device, moe_gather(xp.f32(), x.f32(), row_token.i32(), rows, C));
+  SPARTA_DISPATCH(x.device, moe_gather(xp.f32(), x.f32(), row_token.i32(), rows, C));
 }
 
 void moe_gather_backward(Tensor dx, Tensor dxp, Tensor pos) {
   const int64_t C = dx.dim(-1), N = dx.numel() / C, K = pos.numel() / N;
-  SPARTA_MOE_DISPATCH(dx.device, moe_gather_backward(dx.f32(), dxp.f32(), pos.i32(), N, K, C));
+  SPARTA_DISPATCH(dx.device, moe_gather_backward(dx.f32(), dxp.f32(), pos.i32(), N, K, C));
 }
 
 void moe_combine_forward(Tensor y, Tensor outp, Tensor w, Tensor pos) {
   const int64_t C = y.dim(-1), N = y.numel() / C, K = w.numel() / N;
   check_n("moe_combine_forward", "pos", pos, N * K);
-  SPARTA_MOE_DISPATCH(y.device,
+  SPARTA_DISPATCH(y.device,
                       moe_combine_forward(y.f32(), outp.f32(), w.f32(), pos.i32(), N, K, C));
 }
 
@@ -106,7 +92,7 @@ void moe_combine_backward(Tensor doutp, Tensor dw, Tensor dy, Tensor outp, Tenso
   const int64_t C = dy.dim(-1), N = dy.numel() / C, K = w.numel() / N;
   check_n("moe_combine_backward", "pos", pos, N * K);
   check_n("moe_combine_backward", "dw", dw, N * K);
-  SPARTA_MOE_DISPATCH(dy.device, moe_combine_backward(doutp.f32(), dw.f32(), dy.f32(), outp.f32(),
+  SPARTA_DISPATCH(dy.device, moe_combine_backward(doutp.f32(), dw.f32(), dy.f32(), outp.f32(),
                                                       w.f32(), pos.i32(), N, K, C));
 }
 
@@ -119,7 +105,7 @@ void gru_cell_forward(Tensor h, Tensor saved, Tensor gi, Tensor gh, Tensor b_ih,
   check_n("gru_cell_forward", "b_ih", b_ih, 3 * P);
   check_n("gru_cell_forward", "b_hh", b_hh, 3 * P);
   check_n("gru_cell_forward", "h_prev", h_prev, N * P);
-  SPARTA_MOE_DISPATCH(h.device, gru_cell_forward(h.f32(), saved.f32(), gi.f32(), gh.f32(),
+  SPARTA_DISPATCH(h.device, gru_cell_forward(h.f32(), saved.f32(), gi.f32(), gh.f32(),
                                                  b_ih.f32(), b_hh.f32(), h_prev.f32(), N, P));
 }
 
@@ -129,7 +115,7 @@ void gru_cell_backward(Tensor dgi, Tensor dgh, Tensor db_ih, Tensor db_hh, Tenso
   check_n("gru_cell_backward", "dgi", dgi, N * 3 * P);
   check_n("gru_cell_backward", "dgh", dgh, N * 3 * P);
   check_n("gru_cell_backward", "dh_prev", dh_prev, N * P);
-  SPARTA_MOE_DISPATCH(dh.device,
+  SPARTA_DISPATCH(dh.device,
                       gru_cell_backward(dgi.f32(), dgh.f32(), db_ih.f32(), db_hh.f32(), opt(dh_prev),
                                         dh.f32(), saved.f32(), h_prev.f32(), N, P));
 }

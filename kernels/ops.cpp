@@ -4,6 +4,7 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/dispatch.h"
 
 namespace sparta::kernels {
 
@@ -29,29 +30,7 @@ void expect_numel(const char* op, const char* name, const Tensor& t, int64_t n) 
                t.shape_str(), t.numel(), n);
 }
 
-[[noreturn, maybe_unused]] void no_cuda() {
-  throw Error(ErrorKind::usage, "CUDA tensor given to an op, but sparta was built without CUDA");
-}
-
 }  // namespace
-
-#ifdef SPARTA_HAVE_CUDA
-#define SPARTA_DISPATCH(dev, call) \
-  do {                             \
-    if ((dev).is_cuda())           \
-      cuda::call;                  \
-    else                           \
-      cpu::call;                   \
-  } while (0)
-#else
-#define SPARTA_DISPATCH(dev, call) \
-  do {                             \
-    if ((dev).is_cuda())           \
-      no_cuda();                   \
-    else                           \
-      cpu::call;                   \
-  } while (0)
-#endif
 
 void matmul_forward(Tensor out, Tensor inp, Tensor weight) {
   same_device("matmul_forward", {&out, &inp, &weight});
@@ -259,14 +238,7 @@ void scale(Tensor x, float s) {
   SPARTA_DISPATCH(x.device, scale(x.f32(), s, x.numel()));
 }
 
-double sum_squares(Tensor x) {
-#ifdef SPARTA_HAVE_CUDA
-  if (x.device.is_cuda()) return cuda::sum_squares(x.f32(), x.numel());
-#else
-  if (x.device.is_cuda()) no_cuda();
-#endif
-  return cpu::sum_squares(x.f32(), x.numel());
-}
+double sum_squares(Tensor x) { return SPARTA_DISPATCH_RET(x.device, sum_squares(x.f32(), x.numel())); }
 
 void add_gaussian_noise(Tensor x, float sigma, uint64_t seed, uint32_t param_id, uint32_t step,
                         int64_t index_offset) {
