@@ -31,6 +31,7 @@ void MetricsLog::write(const TrainRecord& r) {
                       {"step_ms", r.step_ms}};
   if (!r.layer_grad_norms.empty()) j["layer_grad_norms"] = r.layer_grad_norms;
   if (r.noise_sigma > 0) j["noise_sigma"] = r.noise_sigma;
+  if (!r.angular_distances.empty()) j["angular_distance"] = r.angular_distances;
   for (const auto& m : r.moe)
     j["moe"].push_back({{"layer", m.layer},
                         {"expert_tokens", m.expert_tokens},

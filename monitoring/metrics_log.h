@@ -22,6 +22,7 @@ struct TrainRecord {
   double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0, step_ms = 0;
   std::vector<double> layer_grad_norms;  // optional, per block (Mix-LN diagnostic)
   double noise_sigma = 0;                // gradient-noise std this step (written when > 0)
+  std::vector<double> angular_distances;  // optional, per block: d(l, 1) (Mix-LN diagnostic)
   std::vector<MoeRecord> moe;            // per MoE layer (written when not empty)
 };
 

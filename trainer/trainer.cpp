@@ -232,6 +232,7 @@ RunSummary Trainer::run() {
       rec.tokens_per_s = tokens_per_step / (rec.step_ms / 1000.0);
       rec.layer_grad_norms = model_->layer_grad_norms();
       rec.noise_sigma = r.noise_sigma;
+      rec.angular_distances = model_->angular_distances();
       for (const auto& st : model_->moe_stats())
         rec.moe.push_back({st.layer, st.expert_tokens, st.dropped, st.router_entropy,
                            st.load_balance_loss, st.z_loss});

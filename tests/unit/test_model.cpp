@@ -292,3 +292,47 @@ TEST(MixLN, GradientProfileAcrossDepth) {
 
 }  // namespace
 }  // namespace sparta::test
+
+namespace sparta::test {
+namespace {
+
+// T9: the angular-distance metric: 0 for identical inputs, 1 for opposite ones, 0.5 for a NaN
+// similarity; computed on the last token of each window (identity Pre-LN blocks give 0).
+TEST(MixLN, AngularDistanceMetric) {
+  const std::vector<float> a = {1.0f, 2.0f, -3.0f}, neg = {-1.0f, -2.0f, 3.0f}, zero = {0, 0, 0};
+  const std::vector<float> orth = {2.0f, -1.0f, 0.0f};
+  EXPECT_NEAR(models::angular_distance(a.data(), a.data(), 3), 0.0, 1e-7);
+  EXPECT_NEAR(models::angular_distance(a.data(), neg.data(), 3), 1.0, 1e-7);
+  EXPECT_NEAR(models::angular_distance(a.data(), orth.data(), 3), 0.5, 1e-12);
+  EXPECT_EQ(models::angular_distance(a.data(), zero.data(), 3), 0.5);
+
+  ModelConfig c = tiny_config();
+  c.n_layers = 4;
+  c.norm_placement = NormPlacement::mix;
+  c.mixln_post_layers = 2;
+  Transformer m(c, 2, k::Device::cpu(), 5);
+  for (auto& p : m.params())
+    if (p.name.find("attn.proj") != std::string::npos || p.name.find("ffn.proj") != std::string::npos)
+      k::zero(p.w);
+  random_batch(m, 5);
+  m.forward_loss();
+  // With the projections zeroed every block only rescales its input (Post-LN: RMSNorm with
+  // gamma 1; Pre-LN: identity), so no direction changes.
+  for (double v : m.angular_distances()) EXPECT_NEAR(v, 0.0, 1e-6);
+  // A live model turns the stream; the metric uses the last token of each window.
+  Transformer live(c, 2, k::Device::cpu(), 5);
+  random_batch(live, 5);
+  live.forward_loss();
+  const auto d = live.angular_distances();
+  ASSERT_EQ(d.size(), 4u);
+  for (double v : d) EXPECT_GT(v, 1e-4);
+  const int64_t C = c.d_model, T = c.seq_len;
+  double hand = 0;
+  for (int64_t s = 0; s < 2; ++s)
+    hand += models::angular_distance(live.layer_output(0).f32() + (s * T + T - 1) * C,
+                                     live.layer_output(1).f32() + (s * T + T - 1) * C, C) / 2;
+  EXPECT_NEAR(d[1], hand, 1e-12);
+}
+
+}  // namespace
+}  // namespace sparta::test

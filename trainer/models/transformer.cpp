@@ -1,5 +1,6 @@
 #include "trainer/models/transformer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/moe.h"
@@ -521,6 +522,38 @@ float Transformer::forward_backward(float grad_scale) {
 
 float Transformer::forward_loss() {
   return forward(false, 0.0f);
+}
+
+double angular_distance(const float* a, const float* b, int64_t n) {
+  double ab = 0, aa = 0, bb = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    ab += static_cast<double>(a[i]) * b[i];
+    aa += static_cast<double>(a[i]) * a[i];
+    bb += static_cast<double>(b[i]) * b[i];
+  }
+  const double cos = ab / std::sqrt(aa * bb);
+  if (std::isnan(cos)) return 0.5;
+  return std::acos(std::clamp(cos, -1.0, 1.0)) / M_PI;
+}
+
+std::vector<double> Transformer::angular_distances() const {
+  const int64_t C = cfg_.d_model, T = cfg_.seq_len;
+  std::vector<float> a(static_cast<size_t>(C)), b(static_cast<size_t>(C));
+  auto last_token = [&](const Tensor& t, int64_t seq, std::vector<float>& out) {
+    Tensor h(out.data(), DType::f32, k::Device::cpu(), {1, C});
+    k::copy(h, t.rows(seq * T + T - 1, seq * T + T));
+  };
+  std::vector<double> d(static_cast<size_t>(cfg_.n_layers), 0.0);
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    const Tensor in = l == 0 ? emb_out_ : acts_[static_cast<size_t>(l - 1)].out;
+    const Tensor out = acts_[static_cast<size_t>(l)].out;
+    for (int64_t s = 0; s < B_; ++s) {
+      last_token(in, s, a);
+      last_token(out, s, b);
+      d[static_cast<size_t>(l)] += angular_distance(a.data(), b.data(), C) / static_cast<double>(B_);
+    }
+  }
+  return d;
 }
 
 double Transformer::aux_loss() const {

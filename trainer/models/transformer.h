@@ -29,6 +29,10 @@ struct MoeLayerStats {
   double load_balance_loss = 0, z_loss = 0;
 };
 
+// (1/pi) * arccos(<a, b> / (|a| |b|)), in [0, 1]; a NaN similarity (a zero vector) gives 0.5
+// as in the Mix-LN reference code.
+double angular_distance(const float* a, const float* b, int64_t n);
+
 struct Param {
   std::string name;
   int layer = -1;     // -1: not inside a block (embeddings, final norm, head)
@@ -70,6 +74,10 @@ class Transformer {
 
   // sqrt(sum of squared gradients) of each block's parameters: the Mix-LN depth diagnostic.
   std::vector<double> layer_grad_norms() const;
+  // Mix-LN diagnostic (spec section 7.2, T9): d(l, 1) between the input of block l and the input
+  // of block l + 1 (for the last block, its output before the final norm), on the last token of
+  // each sequence of the last forward, averaged over the batch. In [0, 1]; 0 = parallel.
+  std::vector<double> angular_distances() const;
   // One entry per MoE layer, from the last forward.
   const std::vector<MoeLayerStats>& moe_stats() const { return moe_stats_; }
   // The auxiliary part of the objective from the last forward: sum over MoE layers of
