@@ -19,7 +19,9 @@ namespace cuda {
 #endif
 
 namespace {
-float* opt(const Tensor& t) { return t.empty() ? nullptr : t.f32(); }
+float* opt(const Tensor& t) {
+  return t.empty() ? nullptr : t.f32();
+}
 void check_n(const char* op, const char* name, const Tensor& t, int64_t n) {
   SPARTA_CHECK(t.empty() || t.numel() == n, "{}: {} has shape {}, expected {} elements", op, name,
                t.shape_str(), n);
@@ -33,7 +35,7 @@ void moe_route_forward(Tensor probs, Tensor idx, Tensor w, Tensor logits) {
   check_n("moe_route_forward", "probs", probs, N * E);
   check_n("moe_route_forward", "w", w, N * K);
   SPARTA_DISPATCH(logits.device,
-                      moe_route_forward(probs.f32(), idx.i32(), w.f32(), logits.f32(), N, E, K));
+                  moe_route_forward(probs.f32(), idx.i32(), w.f32(), logits.f32(), N, E, K));
 }
 
 void moe_route_backward(Tensor dlogits, Tensor dw, Tensor probs, Tensor idx, Tensor w) {
@@ -41,8 +43,8 @@ void moe_route_backward(Tensor dlogits, Tensor dw, Tensor probs, Tensor idx, Ten
   check_n("moe_route_backward", "dlogits", dlogits, N * E);
   check_n("moe_route_backward", "dw", dw, N * K);
   check_n("moe_route_backward", "w", w, N * K);
-  SPARTA_DISPATCH(probs.device, moe_route_backward(dlogits.f32(), dw.f32(), probs.f32(),
-                                                       idx.i32(), w.f32(), N, E, K));
+  SPARTA_DISPATCH(probs.device, moe_route_backward(dlogits.f32(), dw.f32(), probs.f32(), idx.i32(),
+                                                   w.f32(), N, E, K));
 }
 
 MoeAux moe_aux_losses(Tensor logits, Tensor probs, Tensor idx, std::vector<int64_t>& counts,
@@ -53,8 +55,8 @@ MoeAux moe_aux_losses(Tensor logits, Tensor probs, Tensor idx, std::vector<int64
   counts.assign(static_cast<size_t>(E), 0);  // no reallocation once the caller sized it
   double out[3] = {};
   SPARTA_DISPATCH(probs.device,
-                      moe_aux_losses(out, counts.data(), opt(dlogits), logits.f32(), probs.f32(),
-                                     idx.i32(), N, E, K, lb_coef, z_coef, grad_scale));
+                  moe_aux_losses(out, counts.data(), opt(dlogits), logits.f32(), probs.f32(),
+                                 idx.i32(), N, E, K, lb_coef, z_coef, grad_scale));
   return {out[0], out[1], out[2]};
 }
 
@@ -64,9 +66,8 @@ int64_t moe_permute(Tensor pos, Tensor row_token, std::vector<int64_t>& offsets,
   check_n("moe_permute", "pos", pos, N * K);
   check_n("moe_permute", "row_token", row_token, N * K);
   offsets.assign(static_cast<size_t>(num_experts + 1), 0);
-  return SPARTA_DISPATCH_RET(idx.device,
-                                 moe_permute(pos.i32(), row_token.i32(), offsets.data(), idx.i32(),
-                                             N, K, num_experts, capacity));
+  return SPARTA_DISPATCH_RET(idx.device, moe_permute(pos.i32(), row_token.i32(), offsets.data(),
+                                                     idx.i32(), N, K, num_experts, capacity));
 }
 
 void moe_gather(Tensor xp, Tensor x, Tensor row_token, int64_t rows) {
@@ -84,16 +85,15 @@ void moe_gather_backward(Tensor dx, Tensor dxp, Tensor pos) {
 void moe_combine_forward(Tensor y, Tensor outp, Tensor w, Tensor pos) {
   const int64_t C = y.dim(-1), N = y.numel() / C, K = w.numel() / N;
   check_n("moe_combine_forward", "pos", pos, N * K);
-  SPARTA_DISPATCH(y.device,
-                      moe_combine_forward(y.f32(), outp.f32(), w.f32(), pos.i32(), N, K, C));
+  SPARTA_DISPATCH(y.device, moe_combine_forward(y.f32(), outp.f32(), w.f32(), pos.i32(), N, K, C));
 }
 
 void moe_combine_backward(Tensor doutp, Tensor dw, Tensor dy, Tensor outp, Tensor w, Tensor pos) {
   const int64_t C = dy.dim(-1), N = dy.numel() / C, K = w.numel() / N;
   check_n("moe_combine_backward", "pos", pos, N * K);
   check_n("moe_combine_backward", "dw", dw, N * K);
-  SPARTA_DISPATCH(dy.device, moe_combine_backward(doutp.f32(), dw.f32(), dy.f32(), outp.f32(),
-                                                      w.f32(), pos.i32(), N, K, C));
+  SPARTA_DISPATCH(dy.device, moe_combine_backward(doutp.f32(), opt(dw), dy.f32(), outp.f32(),
+                                                  w.f32(), pos.i32(), N, K, C));
 }
 
 void gru_cell_forward(Tensor h, Tensor saved, Tensor gi, Tensor gh, Tensor b_ih, Tensor b_hh,
@@ -105,8 +105,8 @@ void gru_cell_forward(Tensor h, Tensor saved, Tensor gi, Tensor gh, Tensor b_ih,
   check_n("gru_cell_forward", "b_ih", b_ih, 3 * P);
   check_n("gru_cell_forward", "b_hh", b_hh, 3 * P);
   check_n("gru_cell_forward", "h_prev", h_prev, N * P);
-  SPARTA_DISPATCH(h.device, gru_cell_forward(h.f32(), saved.f32(), gi.f32(), gh.f32(),
-                                                 b_ih.f32(), b_hh.f32(), h_prev.f32(), N, P));
+  SPARTA_DISPATCH(h.device, gru_cell_forward(h.f32(), saved.f32(), gi.f32(), gh.f32(), b_ih.f32(),
+                                             b_hh.f32(), h_prev.f32(), N, P));
 }
 
 void gru_cell_backward(Tensor dgi, Tensor dgh, Tensor db_ih, Tensor db_hh, Tensor dh_prev,
@@ -116,8 +116,8 @@ void gru_cell_backward(Tensor dgi, Tensor dgh, Tensor db_ih, Tensor db_hh, Tenso
   check_n("gru_cell_backward", "dgh", dgh, N * 3 * P);
   check_n("gru_cell_backward", "dh_prev", dh_prev, N * P);
   SPARTA_DISPATCH(dh.device,
-                      gru_cell_backward(dgi.f32(), dgh.f32(), db_ih.f32(), db_hh.f32(), opt(dh_prev),
-                                        dh.f32(), saved.f32(), h_prev.f32(), N, P));
+                  gru_cell_backward(dgi.f32(), dgh.f32(), db_ih.f32(), db_hh.f32(), opt(dh_prev),
+                                    dh.f32(), saved.f32(), h_prev.f32(), N, P));
 }
 
 }  // namespace sparta::kernels

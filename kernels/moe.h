@@ -45,7 +45,7 @@ void moe_gather(Tensor xp, Tensor x, Tensor row_token, int64_t rows);
 void moe_gather_backward(Tensor dx, Tensor dxp, Tensor pos);
 // y[n] = sum_k w[n,k] * outp[pos[n,k]] over kept pairs (a dropped pair contributes 0).
 void moe_combine_forward(Tensor y, Tensor outp, Tensor w, Tensor pos);
-// doutp[pos[n,k]] += w[n,k] * dy[n]; dw[n,k] += <dy[n], outp[pos[n,k]]>.
+// doutp[pos[n,k]] += w[n,k] * dy[n]; dw[n,k] += <dy[n], outp[pos[n,k]]> (dw may be empty).
 void moe_combine_backward(Tensor doutp, Tensor dw, Tensor dy, Tensor outp, Tensor w, Tensor pos);
 
 // GRU cell (PyTorch's gate order r, z, n) for the RMoE router, one row per token:

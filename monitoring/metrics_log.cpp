@@ -34,6 +34,8 @@ void MetricsLog::write(const TrainRecord& r) {
   if (!r.angular_distances.empty()) j["angular_distance"] = r.angular_distances;
   for (const auto& m : r.moe)
     j["moe"].push_back({{"layer", m.layer},
+                        {"block", m.block},
+                        {"fillers", m.fillers},
                         {"expert_tokens", m.expert_tokens},
                         {"dropped", m.dropped},
                         {"router_entropy", m.router_entropy},

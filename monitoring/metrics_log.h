@@ -15,15 +15,17 @@ struct MoeRecord {
   std::vector<int64_t> expert_tokens;
   int64_t dropped = 0;
   double router_entropy = 0, load_balance_loss = 0, z_loss = 0;
+  std::string block = "moe";  // "moe", "uoe.attn" or "uoe.mlp"
+  int64_t fillers = 0;        // UoE paper mode: non-members processed in spare slots
 };
 
 struct TrainRecord {
   int64_t step = 0;  // 1-based: the number of optimizer steps done
   double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0, step_ms = 0;
-  std::vector<double> layer_grad_norms;  // optional, per block (Mix-LN diagnostic)
-  double noise_sigma = 0;                // gradient-noise std this step (written when > 0)
+  std::vector<double> layer_grad_norms;   // optional, per block (Mix-LN diagnostic)
+  double noise_sigma = 0;                 // gradient-noise std this step (written when > 0)
   std::vector<double> angular_distances;  // optional, per block: d(l, 1) (Mix-LN diagnostic)
-  std::vector<MoeRecord> moe;            // per MoE layer (written when not empty)
+  std::vector<MoeRecord> moe;             // per MoE layer (written when not empty)
 };
 
 struct EvalRecord {

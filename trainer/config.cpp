@@ -167,14 +167,16 @@ std::vector<Key> build_schema() {
   add_int("checkpoint", "keep_last", REF(checkpoint.keep_last), 0, 1e6,
           "complete checkpoints kept (0: all)");
 
-  add_int("moe", "experts", REF(model.moe_experts), 0, 1024, "experts E per MoE layer (0: dense model)");
+  add_int("moe", "experts", REF(model.moe_experts), 0, 1024,
+          "experts E per MoE layer (0: dense model)");
   add_int("moe", "top_k", REF(model.moe_top_k), 1, 1024, "experts K per token (<= experts)");
   add_int("moe", "expert_ffn", REF(model.moe_expert_ffn), 0, 1 << 20,
           "hidden width F_e of one expert (0: model.d_ff)");
   add_string("moe", "layers", REF(model.moe_layers),
              "MoE layers: \"all\", \"every-other\" (1, 3, ...) or a list \"0,2,5\"");
-  add_real("moe", "capacity_factor", REF(model.moe_capacity_factor), 0.0, 1e6,
-           "per-expert capacity ceil(cf * tokens * K / E); overflow tokens skip the FFN (0: dropless)");
+  add_real(
+      "moe", "capacity_factor", REF(model.moe_capacity_factor), 0.0, 1e6,
+      "per-expert capacity ceil(cf * tokens * K / E); overflow tokens skip the FFN (0: dropless)");
   add_real("moe", "aux_loss_coef", REF(model.moe_aux_loss_coef), 0.0, 1e3,
            "Switch load-balance loss weight");
   add_real("moe", "z_loss_coef", REF(model.moe_z_loss_coef), 0.0, 1e3, "router z-loss weight");
@@ -187,9 +189,30 @@ std::vector<Key> build_schema() {
   keys.back().kind = Kind::choice;
   keys.back().choices = {"fp32"};
 
+  add_bool(
+      "uoe", "enabled", REF(model.uoe),
+      "Union of Experts: selective multi-head attention + union of MLP experts in every layer");
+  add_string(
+      "uoe", "mode", REF(model.uoe_mode),
+      "clean: causal, deterministic, fillers masked; paper: the released code's routing rules");
+  keys.back().kind = Kind::choice;
+  keys.back().choices = {"clean", "paper"};
+  add_int("uoe", "attn_experts", REF(model.uoe_attn_experts), 0, 4096,
+          "attention experts E_a, each n_heads / E_a heads (0: n_heads)");
+  add_int("uoe", "attn_top_k", REF(model.uoe_attn_top_k), 0, 4096,
+          "attention experts per token k_a (0: E_a / 2)");
+  add_real("uoe", "attn_capacity", REF(model.uoe_attn_capacity), 0.0, 1e6,
+           "clean: slots per (expert, sequence) T = min(L, ceil(c * L * k_a / E_a))");
+  add_int("uoe", "mlp_experts", REF(model.uoe_mlp_experts), 1, 4096,
+          "MLP experts E_m: slices of the d_ff-wide FFN (must divide model.d_ff)");
+  add_int("uoe", "mlp_top_k", REF(model.uoe_mlp_top_k), 1, 4096, "MLP experts per token k_m");
+  add_real("uoe", "mlp_capacity", REF(model.uoe_mlp_capacity), 0.0, 1e6,
+           "slots per expert: clean ceil(c * L * k_m / E_m) per sequence, paper floor(c * B * k_m "
+           "/ E_m) per time step");
   add_bool("noise", "enabled", REF(noise.enabled), "annealed gradient noise after clipping");
   add_real("noise", "eta", REF(noise.eta), 0.0, 1e6, "noise variance at step 0 (sigma_0^2)");
-  add_real("noise", "gamma", REF(noise.gamma), 0.0, 10.0, "annealing exponent: sigma_t^2 = eta / (1+t)^gamma");
+  add_real("noise", "gamma", REF(noise.gamma), 0.0, 10.0,
+           "annealing exponent: sigma_t^2 = eta / (1+t)^gamma");
   add_int("noise", "seed", REF(noise.seed), -1, 9.0e18, "noise seed (-1: train.seed)");
 #undef REF
   return keys;
@@ -360,6 +383,31 @@ void check_cross(const Config& c) {
   if (m.moe_experts > 0 && m.moe_top_k > m.moe_experts)
     SPARTA_USAGE_ERROR("moe.top_k = {} exceeds moe.experts = {}", m.moe_top_k, m.moe_experts);
   (void)m.moe_layer_mask();  // validates moe.layers
+  if (m.uoe) {
+    const int Ea = m.uoe_attn_experts_or_default(), ka = m.uoe_attn_top_k_or_default();
+    if (m.moe_experts > 0)
+      SPARTA_USAGE_ERROR(
+          "uoe.enabled and moe.experts = {} exclude each other: set moe.experts = 0 "
+          "or uoe.enabled = false",
+          m.moe_experts);
+    if (m.n_heads % Ea != 0)
+      SPARTA_USAGE_ERROR(
+          "uoe.attn_experts = {} must divide model.n_heads = {} (an attention "
+          "expert is a group of whole heads)",
+          Ea, m.n_heads);
+    if (ka > Ea) SPARTA_USAGE_ERROR("uoe.attn_top_k = {} exceeds uoe.attn_experts = {}", ka, Ea);
+    if (m.d_ff % m.uoe_mlp_experts != 0)
+      SPARTA_USAGE_ERROR(
+          "uoe.mlp_experts = {} must divide model.d_ff = {} (an MLP expert is a "
+          "d_ff / E_m slice of the FFN)",
+          m.uoe_mlp_experts, m.d_ff);
+    if (m.uoe_mlp_top_k > m.uoe_mlp_experts)
+      SPARTA_USAGE_ERROR("uoe.mlp_top_k = {} exceeds uoe.mlp_experts = {}", m.uoe_mlp_top_k,
+                         m.uoe_mlp_experts);
+    if (m.uoe_attn_capacity <= 0 || m.uoe_mlp_capacity <= 0)
+      SPARTA_USAGE_ERROR("uoe.attn_capacity = {} and uoe.mlp_capacity = {} must be > 0",
+                         m.uoe_attn_capacity, m.uoe_mlp_capacity);
+  }
   if (m.mixln_post_layers > m.n_layers)
     SPARTA_USAGE_ERROR("model.mixln_post_layers = {} exceeds model.n_layers = {}",
                        m.mixln_post_layers, m.n_layers);

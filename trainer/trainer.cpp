@@ -67,7 +67,8 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
     std::ofstream(fs::path(opt_.run_dir) / "config.toml") << to_toml(cfg_);
     if (metrics_path.empty()) metrics_path = (fs::path(opt_.run_dir) / "metrics.jsonl").string();
   }
-  metrics_ = std::make_unique<monitoring::MetricsLog>(metrics_path, /*append=*/!opt_.resume.empty());
+  metrics_ =
+      std::make_unique<monitoring::MetricsLog>(metrics_path, /*append=*/!opt_.resume.empty());
   if (cfg_.noise.enabled) {
     noise_.eta = cfg_.noise.eta;
     noise_.gamma = cfg_.noise.gamma;
@@ -191,8 +192,9 @@ RunSummary Trainer::run() {
   const int64_t start = resume_if_asked();
   const int64_t stop_at = opt_.stop_at_step;
   if (stop_at >= 0 && (stop_at <= start || stop_at > steps))
-    SPARTA_USAGE_ERROR("--stop-at-step {} must be after the start step {} and at most train.steps = {}",
-                       stop_at, start, steps);
+    SPARTA_USAGE_ERROR(
+        "--stop-at-step {} must be after the start step {} and at most train.steps = {}", stop_at,
+        start, steps);
   const std::string ckpt_dir = checkpoint_dir();
   if (stop_at >= 0 && ckpt_dir.empty())
     SPARTA_USAGE_ERROR("--stop-at-step needs a place to save: give --run-dir or checkpoint.dir");
@@ -235,7 +237,7 @@ RunSummary Trainer::run() {
       rec.angular_distances = model_->angular_distances();
       for (const auto& st : model_->moe_stats())
         rec.moe.push_back({st.layer, st.expert_tokens, st.dropped, st.router_entropy,
-                           st.load_balance_loss, st.z_loss});
+                           st.load_balance_loss, st.z_loss, st.kind, st.fillers});
       metrics_->write(rec);
       say(monitoring::progress_line(rec, steps));
       window_ms = 0;
@@ -252,7 +254,8 @@ RunSummary Trainer::run() {
     const int64_t done = s + 1;
     const bool stop = done == stop_at;
     if (!ckpt_dir.empty() &&
-        ((cfg_.checkpoint.every_steps > 0 && done % cfg_.checkpoint.every_steps == 0) || last || stop)) {
+        ((cfg_.checkpoint.every_steps > 0 && done % cfg_.checkpoint.every_steps == 0) || last ||
+         stop)) {
       checkpoint::SaveInfo info;
       info.step = done;
       info.tokens_seen = static_cast<int64_t>(tokens_per_step) * done;
@@ -270,8 +273,8 @@ RunSummary Trainer::run() {
                       static_cast<double>(saved.bytes) / 1e6, saved.seconds));
     }
     if (stop) {
-      say(fmt::format("stopped after step {} as asked (--stop-at-step); continue with --resume auto",
-                      done));
+      say(fmt::format(
+          "stopped after step {} as asked (--stop-at-step); continue with --resume auto", done));
       sum.stopped_early = true;
       ++s;
       break;

@@ -10,7 +10,9 @@ namespace sparta::kernels::cpu {
 
 namespace {
 constexpr int64_t kMaxExperts = 1024;
-inline float sigm(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+inline float sigm(float x) {
+  return 1.0f / (1.0f + std::exp(-x));
+}
 }  // namespace
 
 void moe_route_forward(float* p, int32_t* ix, float* wt, const float* z, int64_t N, int64_t E,
@@ -58,13 +60,14 @@ void moe_route_backward(float* dz, const float* g, const float* p, const int32_t
     // Softmax: dz_e = p_e (dp_e - sum_f p_f dp_f).
     double pdp = 0;
     for (int64_t e = 0; e < E; ++e) pdp += p[n * E + e] * dp[e];
-    for (int64_t e = 0; e < E; ++e) dz[n * E + e] += static_cast<float>(p[n * E + e] * (dp[e] - pdp));
+    for (int64_t e = 0; e < E; ++e)
+      dz[n * E + e] += static_cast<float>(p[n * E + e] * (dp[e] - pdp));
   }
 }
 
 void moe_aux_losses(double* out3, int64_t* counts, float* dz, const float* z, const float* p,
-                    const int32_t* ix, int64_t N, int64_t E, int64_t K, float lb_coef,
-                    float z_coef, float grad_scale) {
+                    const int32_t* ix, int64_t N, int64_t E, int64_t K, float lb_coef, float z_coef,
+                    float grad_scale) {
   SPARTA_CHECK(E <= kMaxExperts, "moe_aux_losses: {} experts > {}", E, kMaxExperts);
   std::fill(counts, counts + E, 0);
   for (int64_t i = 0; i < N * K; ++i) ++counts[ix[i]];
@@ -104,7 +107,8 @@ void moe_aux_losses(double* out3, int64_t* counts, float* dz, const float* z, co
     for (int64_t e = 0; e < E; ++e) pg += p[n * E + e] * gpe[e];
     const double zg = z_coef * 2.0 * lse_of(n) / static_cast<double>(N);
     for (int64_t e = 0; e < E; ++e)
-      dz[n * E + e] += static_cast<float>(grad_scale * (p[n * E + e] * (gpe[e] - pg) + zg * p[n * E + e]));
+      dz[n * E + e] +=
+          static_cast<float>(grad_scale * (p[n * E + e] * (gpe[e] - pg) + zg * p[n * E + e]));
   }
 }
 
@@ -183,7 +187,7 @@ void moe_combine_backward(float* doutp, float* dw, const float* dy, const float*
         doutp[r * C + c] += wk * g[c];
         dot += static_cast<double>(g[c]) * o[c];
       }
-      dw[n * K + k] += static_cast<float>(dot);
+      if (dw) dw[n * K + k] += static_cast<float>(dot);
     }
 }
 

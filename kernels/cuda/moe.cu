@@ -14,7 +14,9 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kMaxExperts = 1024;
 
-unsigned grid(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
+unsigned grid(int64_t n) {
+  return static_cast<unsigned>((n + kThreads - 1) / kThreads);
+}
 
 __global__ void route_fwd_k(float* p, int32_t* ix, float* wt, const float* z, int64_t N, int64_t E,
                             int64_t K) {
@@ -26,7 +28,8 @@ __global__ void route_fwd_k(float* p, int32_t* ix, float* wt, const float* z, in
   for (int64_t e = 0; e < E; ++e) mx = fmaxf(mx, zr[e]);
   double sum = 0;
   for (int64_t e = 0; e < E; ++e) sum += exp(static_cast<double>(zr[e] - mx));
-  for (int64_t e = 0; e < E; ++e) pr[e] = static_cast<float>(exp(static_cast<double>(zr[e] - mx)) / sum);
+  for (int64_t e = 0; e < E; ++e)
+    pr[e] = static_cast<float>(exp(static_cast<double>(zr[e] - mx)) / sum);
   int32_t* ir = ix + n * K;
   double s = 0;
   for (int64_t k = 0; k < K; ++k) {
@@ -65,7 +68,8 @@ __global__ void route_bwd_k(float* dz, const float* g, const float* p, const int
 // Per-row part of the aux losses: lse^2 / N and entropy into row arrays (summed on the host in
 // order: deterministic), and (optional) the gradient, given the per-expert f_e on the device.
 __global__ void aux_rows_k(double* lse2, double* ent, float* dz, const float* z, const float* p,
-                           const double* gpe, int64_t N, int64_t E, float z_coef, float grad_scale) {
+                           const double* gpe, int64_t N, int64_t E, float z_coef,
+                           float grad_scale) {
   const int64_t n = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (n >= N) return;
   const float* zr = z + n * E;
@@ -84,7 +88,8 @@ __global__ void aux_rows_k(double* lse2, double* ent, float* dz, const float* z,
   if (!dz) return;
   const double zg = z_coef * 2.0 * lse / static_cast<double>(N);
   for (int64_t e = 0; e < E; ++e)
-    dz[n * E + e] += static_cast<float>(grad_scale * (p[n * E + e] * (gpe[e] - pg) + zg * p[n * E + e]));
+    dz[n * E + e] +=
+        static_cast<float>(grad_scale * (p[n * E + e] * (gpe[e] - pg) + zg * p[n * E + e]));
 }
 
 // Column sums of p (P_e * N) and the assignment counts, one thread per expert.
@@ -182,12 +187,15 @@ __global__ void combine_bwd_w_k(float* dw, const float* dy, const float* outp, c
   const int32_t r = ps[pair];
   if (r < 0) return;
   float s = 0;
-  for (int64_t c = lane; c < C; c += 32) s += dy[(pair / K) * C + c] * outp[static_cast<int64_t>(r) * C + c];
+  for (int64_t c = lane; c < C; c += 32)
+    s += dy[(pair / K) * C + c] * outp[static_cast<int64_t>(r) * C + c];
   s = warp_sum(s);
   if (lane == 0) dw[pair] += s;
 }
 
-__device__ inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
+__device__ inline float sigm(float x) {
+  return 1.0f / (1.0f + expf(-x));
+}
 
 __global__ void gru_fwd_k(float* h, float* saved, const float* a, const float* b, const float* bi,
                           const float* bh, const float* hp, int64_t N, int64_t P) {
@@ -244,7 +252,8 @@ __global__ void colsum_add_k(float* out, const float* m, int64_t rows, int64_t c
 template <class T>
 std::vector<T> to_host(const T* d, int64_t n) {
   std::vector<T> h(static_cast<size_t>(n));
-  SPARTA_CUDA_CHECK(cudaMemcpy(h.data(), d, static_cast<size_t>(n) * sizeof(T), cudaMemcpyDeviceToHost));
+  SPARTA_CUDA_CHECK(
+      cudaMemcpy(h.data(), d, static_cast<size_t>(n) * sizeof(T), cudaMemcpyDeviceToHost));
   return h;
 }
 }  // namespace
@@ -283,7 +292,8 @@ void moe_aux_losses(double* out3, int64_t* counts_host, float* dlogits, const fl
     hg[static_cast<size_t>(e)] = lb_coef * static_cast<double>(E) * f / static_cast<double>(N);
   }
   SPARTA_CUDA_CHECK(cudaMemcpy(gpe, hg.data(), hg.size() * sizeof(double), cudaMemcpyHostToDevice));
-  aux_rows_k<<<grid(N), kThreads>>>(lse2, ent, dlogits, logits, probs, gpe, N, E, z_coef, grad_scale);
+  aux_rows_k<<<grid(N), kThreads>>>(lse2, ent, dlogits, logits, probs, gpe, N, E, z_coef,
+                                    grad_scale);
   SPARTA_CUDA_LAUNCHED();
   const auto hl = to_host(lse2, N), he = to_host(ent, N);
   double z = 0, h = 0;
@@ -330,8 +340,8 @@ void moe_gather_backward(float* dx, const float* dxp, const int32_t* pos, int64_
   SPARTA_CUDA_LAUNCHED();
 }
 
-void moe_combine_forward(float* y, const float* outp, const float* w, const int32_t* pos,
-                         int64_t N, int64_t K, int64_t C) {
+void moe_combine_forward(float* y, const float* outp, const float* w, const int32_t* pos, int64_t N,
+                         int64_t K, int64_t C) {
   combine_fwd_k<<<blocks_for(N * C, kThreads), kThreads>>>(y, outp, w, pos, N, K, C);
   SPARTA_CUDA_LAUNCHED();
 }
@@ -340,6 +350,7 @@ void moe_combine_backward(float* doutp, float* dw, const float* dy, const float*
                           const float* w, const int32_t* pos, int64_t N, int64_t K, int64_t C) {
   combine_bwd_rows_k<<<blocks_for(N * K * C, kThreads), kThreads>>>(doutp, dy, w, pos, N, K, C);
   SPARTA_CUDA_LAUNCHED();
+  if (!dw) return;
   const auto blocks = static_cast<unsigned>((N * K + kThreads / 32 - 1) / (kThreads / 32));
   combine_bwd_w_k<<<blocks, kThreads>>>(dw, dy, outp, pos, N * K, K, C);
   SPARTA_CUDA_LAUNCHED();

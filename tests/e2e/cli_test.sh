@@ -141,5 +141,26 @@ then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: MoE metrics"; fi
 expect 2 "moe.top_k = 5 exceeds moe.experts = 4" "$bin/sparta-train" "${tiny[@]}" --set moe.experts=4 --set moe.top_k=5
 expect 2 "moe.layers = \"0,7\": '7' is not a layer index in [0, 2)" "$bin/sparta-train" "${tiny[@]}" --set moe.experts=4 --set moe.layers=0,7
 
+# UoE through the CLI: per-block router statistics and checkpointed frozen routers; bad UoE keys.
+expect 0 "| balance " "$bin/sparta-train" "${tiny[@]}" --set uoe.enabled=true --metrics-out "$work/uoe.jsonl" --run-dir "$work/uoe"
+if python3 - "$work/uoe.jsonl" "$work/uoe/checkpoints" <<'PY'
+import json, os, struct, sys
+lines = [l for l in map(json.loads, open(sys.argv[1])) if "loss" in l]
+m = lines[-1]["moe"]
+assert [(x["layer"], x["block"]) for x in m] == [(0, "uoe.attn"), (0, "uoe.mlp"), (1, "uoe.attn"), (1, "uoe.mlp")], m
+# 64 tokens: attention top-1 of 2 experts, MLP top-2 of 4
+assert [sum(x["expert_tokens"]) for x in m] == [64, 128, 64, 128], m
+latest = open(os.path.join(sys.argv[2], "latest")).read().strip()
+raw = open(os.path.join(sys.argv[2], latest, "model.safetensors"), "rb").read()
+names = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]]).keys()
+assert "layers.1.mlp.router.weight" in names and "layers.0.attn.experts.qkv.bias" in names, names
+PY
+then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: UoE metrics / checkpoint"; fi
+expect 2 "uoe.attn_experts = 3 must divide model.n_heads = 2" "$bin/sparta-train" "${tiny[@]}" --set uoe.enabled=true --set uoe.attn_experts=3
+expect 2 "uoe.mlp_experts = 5 must divide model.d_ff = 64" "$bin/sparta-train" "${tiny[@]}" --set uoe.enabled=true --set uoe.mlp_experts=5
+expect 2 "uoe.mlp_top_k = 5 exceeds uoe.mlp_experts = 4" "$bin/sparta-train" "${tiny[@]}" --set uoe.enabled=true --set uoe.mlp_top_k=5
+expect 2 "uoe.enabled and moe.experts = 4 exclude each other" "$bin/sparta-train" "${tiny[@]}" --set uoe.enabled=true --set moe.experts=4
+expect 2 "one of \"clean\", \"paper\"" "$bin/sparta-train" "${tiny[@]}" --set uoe.mode=faithful
+
 echo "cli_test: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -33,10 +33,13 @@ TEST(CudaModel, LossAndGradientsMatchTheCpuModel) {
     NormPlacement placement;
     int experts;
     const char* router;
+    const char* uoe = nullptr;  // "clean" / "paper": a UoE model
   };
-  for (const Case cs : {Case{NormPlacement::pre, 0, "linear"}, Case{NormPlacement::post, 0, "linear"},
-                        Case{NormPlacement::mix, 0, "linear"}, Case{NormPlacement::mix, 5, "linear"},
-                        Case{NormPlacement::pre, 4, "gru"}}) {
+  for (const Case cs :
+       {Case{NormPlacement::pre, 0, "linear"}, Case{NormPlacement::post, 0, "linear"},
+        Case{NormPlacement::mix, 0, "linear"}, Case{NormPlacement::mix, 5, "linear"},
+        Case{NormPlacement::pre, 4, "gru"}, Case{NormPlacement::mix, 0, "linear", "clean"},
+        Case{NormPlacement::pre, 0, "linear", "paper"}}) {
     const NormPlacement placement = cs.placement;
     ModelConfig c;
     c.moe_experts = cs.experts;
@@ -52,6 +55,10 @@ TEST(CudaModel, LossAndGradientsMatchTheCpuModel) {
     c.seq_len = 40;
     c.norm_placement = placement;
     c.mixln_post_layers = 1;
+    if (cs.uoe) {
+      c.uoe = true;
+      c.uoe_mode = cs.uoe;
+    }
     models::Transformer cpu(c, 3, k::Device::cpu(), 9), gpu(c, 3, k::Device::cuda(0), 9);
     std::vector<int32_t> tok(3 * 40), tgt(3 * 40);
     for (size_t i = 0; i < tok.size(); ++i) {

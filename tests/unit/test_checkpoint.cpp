@@ -105,7 +105,9 @@ INSTANTIATE_TEST_SUITE_P(
     Kinds, Resume,
     ::testing::Values(ResumeCase{"plain", {}},
                       ResumeCase{"grad_accum", {"train.grad_accum=2", "train.batch_size=2"}},
-                      ResumeCase{"noise", {"noise.enabled=true", "noise.eta=0.01"}}),
+                      ResumeCase{"noise", {"noise.enabled=true", "noise.eta=0.01"}},
+                      ResumeCase{"rmoe", {"moe.experts=4", "moe.router=gru", "moe.gru_dim=8"}},
+                      ResumeCase{"uoe_paper", {"uoe.enabled=true", "uoe.mode=paper"}}),
     [](const auto& info) { return std::string(info.param.name); });
 
 class Saved : public ::testing::Test {
@@ -138,7 +140,8 @@ TEST_F(Saved, ManifestRecordsStateLayoutTensorsAndChecksums) {
   const auto m = nlohmann::json::parse(f);
   EXPECT_EQ(m.at("version"), 1);
   EXPECT_EQ(m.at("step"), 2);
-  for (const char* key : {"config", "layout", "rng", "data_loader", "tensors", "files", "tokens_seen"})
+  for (const char* key :
+       {"config", "layout", "rng", "data_loader", "tensors", "files", "tokens_seen"})
     EXPECT_TRUE(m.contains(key)) << key;
   for (const char* file : {"model.safetensors", "optim.safetensors", "tokenizer.model"})
     EXPECT_EQ(m.at("files").at(file).at("xxh3_64").get<std::string>().size(), 16u) << file;
@@ -153,7 +156,8 @@ TEST_F(Saved, ManifestRecordsStateLayoutTensorsAndChecksums) {
 // checkpoint complete, `latest` pointing at it, and resume picking it.
 TEST_F(Saved, FailureMidWriteLeavesThePreviousCheckpointLoadable) {
   save(2);
-  for (int64_t fail_after : {int64_t{0}, int64_t{100}, int64_t{5000}, int64_t{60000}, int64_t{150000}}) {
+  for (int64_t fail_after :
+       {int64_t{0}, int64_t{100}, int64_t{5000}, int64_t{60000}, int64_t{150000}}) {
     checkpoint::inject_write_failure_after(fail_after);
     EXPECT_THROW(save(3), Error) << fail_after;
     checkpoint::inject_write_failure_after(-1);
@@ -172,7 +176,8 @@ TEST_F(Saved, CorruptOrTruncatedCheckpointIsRefusedAndAutoFallsBack) {
   save(2);
   save(4);
   {
-    std::fstream f(root_ + "/step_00000004/model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    std::fstream f(root_ + "/step_00000004/model.safetensors",
+                   std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(200);
     f.put('\x7f');
   }
@@ -181,7 +186,8 @@ TEST_F(Saved, CorruptOrTruncatedCheckpointIsRefusedAndAutoFallsBack) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::data);
-    EXPECT_NE(std::string(e.what()).find("model.safetensors checksum"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("model.safetensors checksum"), std::string::npos)
+        << e.what();
   }
   EXPECT_EQ(checkpoint::find_resumable(root_).value(), root_ + "/step_00000002");
   fs::resize_file(root_ + "/step_00000002/optim.safetensors", 100);
@@ -214,7 +220,8 @@ TEST(Resume, BadRequestsAreUsageErrors) {
     }
   };
   expect_usage([&] { trainer::Trainer(tiny(), opts("", "", 3)).run(); }, "--stop-at-step needs");
-  expect_usage([&] { trainer::Trainer(tiny(), opts(root, "", 9)).run(); }, "at most train.steps = 8");
+  expect_usage([&] { trainer::Trainer(tiny(), opts(root, "", 9)).run(); },
+               "at most train.steps = 8");
   expect_usage([&] { trainer::Trainer(tiny(), opts("", "auto")).run(); }, "--resume auto needs");
   // auto with nothing saved yet starts fresh.
   EXPECT_EQ(trainer::Trainer(tiny({"train.steps=2"}), opts(root, "auto")).run().start_step, 0);

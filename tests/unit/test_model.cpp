@@ -53,10 +53,11 @@ struct Variant {
   models::PosEncoding pos;
   models::FfnType ffn;
   bool tie;
-  int experts = 0;          // > 0: MoE FFNs (top-2) on the layers in moe_layers
-  double capacity = 0;      // MoE capacity factor (0: dropless)
+  int experts = 0;      // > 0: MoE FFNs (top-2) on the layers in moe_layers
+  double capacity = 0;  // MoE capacity factor (0: dropless)
   const char* moe_layers = "all";
   const char* router = "linear";  // "gru": RMoE
+  const char* uoe = nullptr;      // "clean" / "paper": a UoE model (SMHA + UoME in every layer)
 };
 
 class ModelGrad : public ::testing::TestWithParam<Variant> {};
@@ -82,6 +83,12 @@ TEST_P(ModelGrad, EveryParameterMatchesFiniteDifferences) {
   c.moe_gru_dim = 6;
   c.moe_aux_loss_coef = 0.1;  // large enough that a wrong aux gradient shows
   c.moe_z_loss_coef = 0.05;
+  if (v.uoe) {  // H = 2 heads: E_a = 2, k_a = 1, T_a = 5 of 8; E_m = 4 slices of 6, k_m = 2
+    c.uoe = true;
+    c.uoe_mode = v.uoe;
+    c.d_ff = 24;
+  }
+  const bool routed = v.experts > 0 || v.uoe;
   Transformer m(c, 2, k::Device::cpu(), 42);
   random_batch(m, 1);
   m.zero_grads();
@@ -102,18 +109,37 @@ TEST_P(ModelGrad, EveryParameterMatchesFiniteDifferences) {
       analytic += u[static_cast<size_t>(i)] * p.g.f32()[i];
     }
     const std::vector<float> w0 = to_vec(p.w);
-    // MoE: a smaller step keeps every routing decision unchanged across the difference.
-    const double h = v.experts > 0 ? 2e-3 : 1e-2;
+    // Routed models: the loss is piecewise smooth in the weights (routing is discrete), so the
+    // difference must not straddle a routing change. The step shrinks until the per-expert
+    // counts at w +- h u equal those at w (a flip moves a token between experts).
+    auto routing = [&] {
+      std::vector<int64_t> sig;
+      for (const auto& st : m.moe_stats()) {
+        sig.insert(sig.end(), st.expert_tokens.begin(), st.expert_tokens.end());
+        sig.push_back(st.dropped);
+      }
+      return sig;
+    };
+    const std::vector<int64_t> base_routing = routing();
+    double h = routed ? 2e-3 : 1e-2;
+    bool same_routing = true;
     auto loss_at = [&](double sign) {
       for (int64_t i = 0; i < n; ++i)
         p.w.f32()[i] =
             static_cast<float>(w0[static_cast<size_t>(i)] + sign * h * u[static_cast<size_t>(i)]);
       const double token_loss = m.forward_loss();  // sequenced: aux_loss() reads this forward
+      same_routing = same_routing && routing() == base_routing;
       return token_loss + m.aux_loss();
     };
-    const double fd = (loss_at(+1) - loss_at(-1)) / (2 * h);
+    double fd = 0;
+    for (int attempt = 0; attempt < 4; ++attempt, h /= 4) {
+      same_routing = true;
+      fd = (loss_at(+1) - loss_at(-1)) / (2 * h);
+      if (same_routing) break;
+    }
+    EXPECT_TRUE(same_routing) << v.name << " param " << p.name << ": routing flips at every step";
     std::copy(w0.begin(), w0.end(), p.w.f32());
-    EXPECT_NEAR(analytic, fd, 2e-2 * std::fabs(fd) + (v.experts > 0 ? 6e-4 : 2e-4))
+    EXPECT_NEAR(analytic, fd, 2e-2 * std::fabs(fd) + (routed ? 6e-4 : 2e-4))
         << v.name << " param " << p.name;
     ++checked;
   }
@@ -138,10 +164,20 @@ INSTANTIATE_TEST_SUITE_P(
         Variant{"pre_moe_capacity_gelu", NormPlacement::pre, models::NormType::rmsnorm,
                 models::PosEncoding::rope, models::FfnType::gelu, false, 5, 0.8, "0,2"},
         // RMoE: the GRU state crosses every layer, or skips the dense layer 1 (MoE on 0 and 2).
-        Variant{"mix_rmoe", NormPlacement::mix, models::NormType::rmsnorm, models::PosEncoding::rope,
-                models::FfnType::swiglu, false, 4, 0.0, "all", "gru"},
+        Variant{"mix_rmoe", NormPlacement::mix, models::NormType::rmsnorm,
+                models::PosEncoding::rope, models::FfnType::swiglu, false, 4, 0.0, "all", "gru"},
         Variant{"pre_rmoe_skip", NormPlacement::pre, models::NormType::rmsnorm,
-                models::PosEncoding::rope, models::FfnType::swiglu, false, 4, 0.0, "0,2", "gru"}),
+                models::PosEncoding::rope, models::FfnType::swiglu, false, 4, 0.0, "0,2", "gru"},
+        // UoE (spec T6): every expert weight and bias, routing held fixed by the small step.
+        Variant{"mix_uoe_clean", NormPlacement::mix, models::NormType::rmsnorm,
+                models::PosEncoding::rope, models::FfnType::swiglu, false, 0, 0.0, "all", "linear",
+                "clean"},
+        Variant{"pre_uoe_clean_gelu_learned", NormPlacement::pre, models::NormType::layernorm,
+                models::PosEncoding::learned, models::FfnType::gelu, false, 0, 0.0, "all", "linear",
+                "clean"},
+        Variant{"mix_uoe_paper", NormPlacement::mix, models::NormType::rmsnorm,
+                models::PosEncoding::rope, models::FfnType::swiglu, false, 0, 0.0, "all", "linear",
+                "paper"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 struct RunResult {
@@ -312,7 +348,8 @@ TEST(MixLN, AngularDistanceMetric) {
   c.mixln_post_layers = 2;
   Transformer m(c, 2, k::Device::cpu(), 5);
   for (auto& p : m.params())
-    if (p.name.find("attn.proj") != std::string::npos || p.name.find("ffn.proj") != std::string::npos)
+    if (p.name.find("attn.proj") != std::string::npos ||
+        p.name.find("ffn.proj") != std::string::npos)
       k::zero(p.w);
   random_batch(m, 5);
   m.forward_loss();
@@ -330,7 +367,8 @@ TEST(MixLN, AngularDistanceMetric) {
   double hand = 0;
   for (int64_t s = 0; s < 2; ++s)
     hand += models::angular_distance(live.layer_output(0).f32() + (s * T + T - 1) * C,
-                                     live.layer_output(1).f32() + (s * T + T - 1) * C, C) / 2;
+                                     live.layer_output(1).f32() + (s * T + T - 1) * C, C) /
+            2;
   EXPECT_NEAR(d[1], hand, 1e-12);
 }
 

@@ -33,7 +33,9 @@ std::atomic<long> g_allocs{0};
 std::atomic<long> g_blas_allocs{0};
 }  // namespace
 // A place for a debugger breakpoint: `break sparta_counted_allocation` shows who allocated.
-extern "C" __attribute__((noinline)) void sparta_counted_allocation() { asm volatile(""); }
+extern "C" __attribute__((noinline)) void sparta_counted_allocation() {
+  asm volatile("");
+}
 namespace {
 __attribute__((always_inline)) inline void note_from(void* caller) {
   if (!g_counting.load(std::memory_order_relaxed)) return;
@@ -90,6 +92,7 @@ TEST(NoAlloc, TrainingStepMakesNoHeapAllocation) {
       {"noise.enabled=true"},
       {"moe.experts=4", "moe.capacity_factor=1.0"},
       {"moe.experts=4", "moe.router=gru", "model.n_layers=3", "moe.layers=0,2"},
+      {"uoe.enabled=true"},  // clean mode; paper mode sorts in host vectors (allocates)
       // The default model's shapes (batch 4): GEMMs large enough for OpenBLAS's threaded path.
       {"model.n_layers=6", "model.d_model=256", "model.n_heads=4", "model.d_ff=683",
        "model.seq_len=128", "model.mixln_post_layers=2"}};

@@ -23,7 +23,9 @@ namespace {
 
 constexpr int kFormatVersion = 1;
 
-std::string step_name(int64_t step) { return fmt::format("step_{:08d}", step); }
+std::string step_name(int64_t step) {
+  return fmt::format("step_{:08d}", step);
+}
 
 std::vector<int64_t> shape_of(const k::Tensor& t) {
   return std::vector<int64_t>(t.shape.begin(), t.shape.begin() + t.ndim);
@@ -44,14 +46,17 @@ struct HostStage {
 };
 
 // The optimizer moment of parameter p lives at p's offset in the moment arena.
-k::Tensor moment_of(const k::Tensor& flat_moment, const k::Tensor& flat_params, const k::Tensor& p) {
+k::Tensor moment_of(const k::Tensor& flat_moment, const k::Tensor& flat_params,
+                    const k::Tensor& p) {
   k::Tensor t = p;
   t.data = static_cast<char*>(flat_moment.data) +
            (static_cast<char*>(p.data) - static_cast<char*>(flat_params.data));
   return t;
 }
 
-std::string hex(uint64_t v) { return fmt::format("{:016x}", v); }
+std::string hex(uint64_t v) {
+  return fmt::format("{:016x}", v);
+}
 
 void write_text_synced(const std::string& path, const std::string& text) {
   write_file_synced(path, {std::string_view(text)});
@@ -87,11 +92,15 @@ SaveResult save(const std::string& dir, const SaveInfo& info, const models::Tran
     moments.add("m." + p.name, moment_of(fm, fp, p.w));
     moments.add("v." + p.name, moment_of(fv, fp, p.w));
   }
+  for (const auto& b : model.buffers()) params.add(b.name, b.w);  // no optimizer state
   auto describe = [&](const HostStage& s, const char* file) {
     for (const auto& v : s.views) {
       json slice = json::array();
       for (int64_t d : v.shape) slice.push_back({0, d});
-      tensors.push_back({{"name", v.name}, {"file", file}, {"dtype", "F32"}, {"shape", v.shape},
+      tensors.push_back({{"name", v.name},
+                         {"file", file},
+                         {"dtype", "F32"},
+                         {"shape", v.shape},
                          {"slice", slice}});
     }
   };
@@ -102,13 +111,16 @@ SaveResult save(const std::string& dir, const SaveInfo& info, const models::Tran
   auto record = [&](const char* file, FileDigest d) {
     files[file] = {{"bytes", d.bytes}, {"xxh3_64", hex(d.xxh3)}};
   };
-  record("model.safetensors", write_safetensors((tmp / "model.safetensors").string(), params.views, meta));
-  record("optim.safetensors", write_safetensors((tmp / "optim.safetensors").string(), moments.views, meta));
+  record("model.safetensors",
+         write_safetensors((tmp / "model.safetensors").string(), params.views, meta));
+  record("optim.safetensors",
+         write_safetensors((tmp / "optim.safetensors").string(), moments.views, meta));
   if (!info.tokenizer_path.empty()) {
     std::ifstream in(info.tokenizer_path, std::ios::binary);
     if (!in) SPARTA_DATA_ERROR("cannot read tokenizer {}", info.tokenizer_path);
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    record("tokenizer.model", write_file_synced((tmp / "tokenizer.model").string(), {std::string_view(bytes)}));
+    record("tokenizer.model",
+           write_file_synced((tmp / "tokenizer.model").string(), {std::string_view(bytes)}));
   }
   const json manifest = {
       {"format", "sparta-checkpoint"},
@@ -159,11 +171,12 @@ Manifest verify(const std::string& ckpt_dir) {
       if (!fs::exists(p)) SPARTA_DATA_ERROR("checkpoint {}: {} is missing", ckpt_dir, file);
       const FileDigest got = digest_file(p.string());
       if (got.bytes != want.at("bytes").get<uint64_t>())
-        SPARTA_DATA_ERROR("checkpoint {}: {} has {} bytes, the manifest says {} (truncated?)", ckpt_dir,
-                          file, got.bytes, want.at("bytes").get<uint64_t>());
+        SPARTA_DATA_ERROR("checkpoint {}: {} has {} bytes, the manifest says {} (truncated?)",
+                          ckpt_dir, file, got.bytes, want.at("bytes").get<uint64_t>());
       if (hex(got.xxh3) != want.at("xxh3_64").get<std::string>())
-        SPARTA_DATA_ERROR("checkpoint {}: {} checksum {} does not match the manifest's {} (corrupt)",
-                          ckpt_dir, file, hex(got.xxh3), want.at("xxh3_64").get<std::string>());
+        SPARTA_DATA_ERROR(
+            "checkpoint {}: {} checksum {} does not match the manifest's {} (corrupt)", ckpt_dir,
+            file, hex(got.xxh3), want.at("xxh3_64").get<std::string>());
     }
     Manifest r;
     r.path = ckpt_dir;
@@ -197,6 +210,7 @@ Manifest load(const std::string& ckpt_dir, models::Transformer& model, trainer::
     k::copy(dst, h);
   };
   for (const auto& p : model.params()) load_into(weights, p.name, p.w);
+  for (const auto& b : model.buffers()) load_into(weights, b.name, b.w);
   if (optim) {
     const SafetensorsReader moments((fs::path(ckpt_dir) / "optim.safetensors").string());
     const k::Tensor fp = model.flat_params(), fm = optim->flat_m(), fv = optim->flat_v();

@@ -2,6 +2,7 @@
 // config (trainer/config.h validates every key); layers never branch on anything else.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -33,11 +34,11 @@ struct ModelConfig {
   float embed_init_std = 0.02f;  // token (and position) embeddings
 
   // Top-k mixture of experts in place of the dense FFN ([moe] section).
-  int moe_experts = 0;             // E; 0: every FFN is dense
-  int moe_top_k = 2;               // K
-  int moe_expert_ffn = 0;          // F_e, hidden width of one expert; 0: d_ff
-  std::string moe_layers = "all";  // "all", "every-other" (1, 3, 5, ...), or a list "0,2,5"
-  double moe_capacity_factor = 0;  // 0: dropless; else capacity = ceil(cf * N * K / E) per expert
+  int moe_experts = 0;              // E; 0: every FFN is dense
+  int moe_top_k = 2;                // K
+  int moe_expert_ffn = 0;           // F_e, hidden width of one expert; 0: d_ff
+  std::string moe_layers = "all";   // "all", "every-other" (1, 3, 5, ...), or a list "0,2,5"
+  double moe_capacity_factor = 0;   // 0: dropless; else capacity = ceil(cf * N * K / E) per expert
   double moe_aux_loss_coef = 0.01;  // Switch load-balance loss weight
   double moe_z_loss_coef = 0.0;     // router z-loss weight
   // RMoE (../shared/specs/rmoe.md): "gru" routes from a GRU state carried across the MoE layers
@@ -45,6 +46,21 @@ struct ModelConfig {
   // standard per-layer router.
   std::string moe_router = "linear";
   int moe_gru_dim = 128;  // GRU width p
+
+  // Union of Experts ([uoe] section, ../shared/specs/uoe.md): every layer's attention becomes
+  // selective multi-head attention (experts = groups of heads, tokens choose attn_top_k of them)
+  // and its FFN a union of MLP experts (experts = column/row slices of the d_ff-wide FFN).
+  // Routers are rank-only and frozen (spec section 1.1). Exclusive with [moe].
+  bool uoe = false;
+  std::string uoe_mode = "clean";   // "clean" (causal, fillers masked) or "paper" (released code)
+  int uoe_attn_experts = 0;         // E_a; 0: n_heads (one head per expert)
+  int uoe_attn_top_k = 0;           // k_a; 0: E_a / 2
+  double uoe_attn_capacity = 1.25;  // clean: T = min(L, ceil(c * L * k_a / E_a)); paper: max count
+  int uoe_mlp_experts = 4;          // E_m (divides d_ff)
+  int uoe_mlp_top_k = 2;            // k_m
+  // clean: T = min(L, ceil(c * L * k_m / E_m)) per sequence; paper: floor(c * B * k_m / E_m) per
+  // time step (the released code's 0.5 * B for k_m / E_m = 1/2).
+  double uoe_mlp_capacity = 1.0;
 
   int head_dim() const { return d_model / n_heads; }
   // K = number of Post-LN layers (Mix-LN spec section 1): pre -> 0, post -> L, mix -> floor(aL).
@@ -54,6 +70,12 @@ struct ModelConfig {
   // one naming a missing layer is a usage error.
   std::vector<bool> moe_layer_mask() const;
   int expert_ffn() const { return moe_expert_ffn > 0 ? moe_expert_ffn : d_ff; }
+  int uoe_attn_experts_or_default() const {
+    return uoe_attn_experts > 0 ? uoe_attn_experts : n_heads;
+  }
+  int uoe_attn_top_k_or_default() const {
+    return uoe_attn_top_k > 0 ? uoe_attn_top_k : std::max(1, uoe_attn_experts_or_default() / 2);
+  }
 };
 
 const char* to_string(NormType v);

@@ -6,6 +6,7 @@
 #include "kernels/moe.h"
 #include "kernels/ops.h"
 #include "kernels/rng.h"
+#include "kernels/uoe.h"
 
 namespace sparta::models {
 
@@ -25,17 +26,18 @@ Transformer::Transformer(const ModelConfig& cfg, int batch, k::Device device, ui
   SPARTA_CHECK(cfg.pos != PosEncoding::rope || cfg.head_dim() % 2 == 0,
                "rope needs an even head dim, got {}", cfg.head_dim());
   auto mp = k::Arena::measuring(device), mg = k::Arena::measuring(device),
-       ma = k::Arena::measuring(device);
-  plan(mp, mg, ma);
+       ma = k::Arena::measuring(device), mb = k::Arena::measuring(device);
+  plan(mp, mg, ma, mb);
   param_arena_ = k::Arena(device, mp.used(), "parameters");
   grad_arena_ = k::Arena(device, mg.used(), "gradients");
   act_arena_ = k::Arena(device, ma.used(), "activations");
-  plan(param_arena_, grad_arena_, act_arena_);
+  buffer_arena_ = k::Arena(device, mb.used(), "buffers");
+  plan(param_arena_, grad_arena_, act_arena_, buffer_arena_);
   host_losses_.resize(static_cast<size_t>(B_) * static_cast<size_t>(cfg_.seq_len));
   init_params(seed);
 }
 
-void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
+void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
   const int64_t L = cfg_.n_layers, C = cfg_.d_model, H = cfg_.n_heads, D = cfg_.head_dim();
   const int64_t T = cfg_.seq_len, V = cfg_.vocab_size, B = B_, N = B * T;
   const int64_t F = cfg_.d_ff, FC = cfg_.ffn == FfnType::swiglu ? 2 * F : F;
@@ -45,9 +47,31 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
   const int64_t FCe = cfg_.ffn == FfnType::swiglu ? 2 * Fe : Fe;
   const bool gru = cfg_.moe_experts > 0 && cfg_.moe_router == "gru";
   const int64_t P = cfg_.moe_gru_dim;
+  // UoE (kernels/uoe.h): Ea attention experts of Wa = C / Ea columns, Em MLP experts of F / Em.
+  const bool uoe = cfg_.uoe, paper = cfg_.uoe_mode == "paper";
+  const int64_t Ea = cfg_.uoe_attn_experts_or_default(), ka = cfg_.uoe_attn_top_k_or_default();
+  const int64_t Wa = C / Ea, Em = cfg_.uoe_mlp_experts, km = cfg_.uoe_mlp_top_k;
+  const int64_t Fm = F / Em, FCm = cfg_.ffn == FfnType::swiglu ? 2 * Fm : Fm;
+  auto ceil_slots = [&](double c, int64_t items, int64_t kk, int64_t EE) {
+    const auto t = static_cast<int64_t>(
+        std::ceil(c * static_cast<double>(items * kk) / static_cast<double>(EE) - 1e-9));
+    return std::clamp<int64_t>(t, 1, items);
+  };
+  if (uoe) {
+    uoe_Ta_ = paper ? T : ceil_slots(cfg_.uoe_attn_capacity, T, ka, Ea);  // paper: the max T
+    uoe_Gm_ = paper ? T : B;  // paper: the [L,B] layout, a group per time step
+    uoe_Tm_ = paper ? std::clamp<int64_t>(static_cast<int64_t>(std::floor(
+                                              cfg_.uoe_mlp_capacity * static_cast<double>(B * km) /
+                                                  static_cast<double>(Em) +
+                                              1e-9)),
+                                          1, B)
+                    : ceil_slots(cfg_.uoe_mlp_capacity, T, km, Em);
+  }
   params_.clear();
+  buffers_.clear();
   moe_stats_.clear();
   init_scale_.clear();
+  buffer_init_.clear();
 
   // One parameter = a weight and its gradient carved at the same offsets of the two arenas.
   auto param = [&](const std::string& name, int layer, std::initializer_list<int64_t> shape,
@@ -56,6 +80,12 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
     g = ga.alloc(DType::f32, shape);
     params_.push_back({name, layer, decay, w, g});
     init_scale_.push_back(init);
+  };
+  auto buffer = [&](const std::string& name, int layer, std::initializer_list<int64_t> shape,
+                    float init, Tensor& w) {
+    w = ba.alloc(DType::f32, shape);
+    buffers_.push_back({name, layer, false, w, Tensor()});
+    buffer_init_.push_back(init);
   };
   const float s = cfg_.init_std;
   param("wte", -1, {V, C}, cfg_.embed_init_std, true, wte_, dwte_);
@@ -67,12 +97,41 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
     const std::string pre = "layers." + std::to_string(l) + ".";
     param(pre + "norm_a.weight", l, {C}, kOnes, false, p.na_g, p.d_na_g);
     if (ln) param(pre + "norm_a.bias", l, {C}, kZeros, false, p.na_b, p.d_na_b);
-    param(pre + "attn.qkv.weight", l, {3 * C, C}, s, true, p.wqkv, p.dwqkv);
-    param(pre + "attn.proj.weight", l, {C, C}, s, true, p.wproj, p.dwproj);
+    p.uoe = uoe;
+    if (uoe) {
+      // The experts are the tensor-parallel slices of a dense block, stored expert-major so that
+      // each expert's GEMM reads one contiguous matrix (spec section 2).
+      param(pre + "attn.experts.qkv.weight", l, {Ea, 3 * Wa, C}, s, true, p.wqkv, p.dwqkv);
+      param(pre + "attn.experts.qkv.bias", l, {Ea, 3 * Wa}, kZeros, false, p.bqkv, p.dbqkv);
+      param(pre + "attn.experts.proj.weight", l, {Ea, C, Wa}, s, true, p.wproj, p.dwproj);
+      param(pre + "attn.experts.proj.bias", l, {Ea, C}, kZeros, false, p.bproj, p.dbproj);
+    } else {
+      param(pre + "attn.qkv.weight", l, {3 * C, C}, s, true, p.wqkv, p.dwqkv);
+      param(pre + "attn.proj.weight", l, {C, C}, s, true, p.wproj, p.dwproj);
+    }
     param(pre + "norm_f.weight", l, {C}, kOnes, false, p.nf_g, p.d_nf_g);
     if (ln) param(pre + "norm_f.bias", l, {C}, kZeros, false, p.nf_b, p.d_nf_b);
     p.moe = moe_mask[static_cast<size_t>(l)];
-    if (p.moe) {
+    if (uoe) {
+      param(pre + "mlp.experts.fc.weight", l, {Em, FCm, C}, s, true, p.wfc, p.dwfc);
+      param(pre + "mlp.experts.fc.bias", l, {Em, FCm}, kZeros, false, p.bfc, p.dbfc);
+      param(pre + "mlp.experts.proj.weight", l, {Em, C, Fm}, s, true, p.wout, p.dwout);
+      param(pre + "mlp.experts.proj.bias", l, {Em, C}, kZeros, false, p.bout, p.dbout);
+      // Spec 4.1: router weights N(0, init_std), zero bias, frozen.
+      buffer(pre + "attn.router.weight", l, {Ea, C}, s, p.wg_a);
+      buffer(pre + "attn.router.bias", l, {Ea}, kZeros, p.cg_a);
+      buffer(pre + "mlp.router.weight", l, {Em, C}, s, p.wg_m);
+      buffer(pre + "mlp.router.bias", l, {Em}, kZeros, p.cg_m);
+      p.uoe_slot = static_cast<int>(moe_stats_.size());
+      moe_stats_.push_back({});
+      moe_stats_.back().layer = l;
+      moe_stats_.back().kind = "uoe.attn";
+      moe_stats_.back().expert_tokens.assign(static_cast<size_t>(Ea), 0);
+      moe_stats_.push_back({});
+      moe_stats_.back().layer = l;
+      moe_stats_.back().kind = "uoe.mlp";
+      moe_stats_.back().expert_tokens.assign(static_cast<size_t>(Em), 0);
+    } else if (p.moe) {
       p.moe_slot = static_cast<int>(moe_stats_.size());
       moe_stats_.push_back({});
       moe_stats_.back().layer = l;
@@ -121,18 +180,47 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
     if (!post) a.nf_out = f32({N, C});  // Post-LN's second norm writes the layer output
     a.nf_mean = f32({N});
     a.nf_rstd = f32({N});
-    a.qkv = f32({N, 3 * C});
-    a.q = f32({B, H, T, D});
-    a.k = f32({B, H, T, D});
-    a.v = f32({B, H, T, D});
-    a.o = f32({B, H, T, D});
-    a.lse = f32({B, H, T});
-    a.att = f32({N, C});
+    if (!uoe) {
+      a.qkv = f32({N, 3 * C});
+      a.q = f32({B, H, T, D});
+      a.k = f32({B, H, T, D});
+      a.v = f32({B, H, T, D});
+      a.o = f32({B, H, T, D});
+      a.lse = f32({B, H, T});
+      a.att = f32({N, C});
+    }
     a.att_proj = f32({N, C});
     a.sum1 = f32({N, C});
     if (post) a.sum2 = f32({N, C});
     a.mlp_out = f32({N, C});
-    if (!layers_[static_cast<size_t>(l)].moe) {
+    if (uoe) {
+      UoeActs& u = a.uoe;
+      auto route = [&](UoeRoute& r, int64_t E, int64_t K, int64_t slots_total) {
+        r.logits = f32({N, E});
+        r.probs = f32({N, E});
+        r.idx = aa.alloc(DType::i32, {N, K});
+        r.w = f32({N, K});
+        r.pos = aa.alloc(DType::i32, {N * E});
+        r.row_token = aa.alloc(DType::i32, {slots_total});
+        r.slot_pos = aa.alloc(DType::i32, {slots_total});
+      };
+      const int64_t Ra = Ea * B * uoe_Ta_, Rm = Em * uoe_Gm_ * uoe_Tm_;
+      route(u.ra, Ea, ka, Ra);
+      route(u.rm, Em, km, Rm);
+      u.xs_a = f32({Ra, C});
+      u.qkv_a = f32({Ra, 3 * Wa});
+      u.q = f32({Ra * Wa});
+      u.k = f32({Ra * Wa});
+      u.v = f32({Ra * Wa});
+      u.o = f32({Ra * Wa});
+      u.lse = f32({Ra * (Wa / D)});
+      u.att_a = f32({Ra, Wa});
+      u.y_a = f32({Ra, C});
+      u.xs_m = f32({Rm, C});
+      u.h_m = f32({Rm, FCm});
+      u.act_m = f32({Rm, Fm});
+      u.y_m = f32({Rm, C});
+    } else if (!layers_[static_cast<size_t>(l)].moe) {
       a.fc = f32({N, FC});
       a.act = f32({N, F});
     } else {
@@ -174,7 +262,23 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
   g_o_ = f32({B, H, T, D});
   g_fc_ = f32({N, FC});
   g_act_ = f32({N, F});
-  if (!moe_stats_.empty()) {
+  if (uoe) {
+    const int64_t Ra = Ea * B * uoe_Ta_, Rm = Em * uoe_Gm_ * uoe_Tm_;
+    uoe_ones_a_ = f32({N, Ea});  // filled with ones by init_params
+    uoe_ones_m_ = f32({N, Em});
+    g_u_xs_ = f32({std::max(Ra, Rm), C});
+    g_u_y_ = f32({std::max(Ra, Rm), C});
+    g_u_qkv_ = f32({Ra, 3 * Wa});
+    g_u_q_ = f32({Ra * Wa});
+    g_u_k_ = f32({Ra * Wa});
+    g_u_v_ = f32({Ra * Wa});
+    g_u_o_ = f32({Ra * Wa});
+    g_u_att_ = f32({Ra, Wa});
+    g_u_h_ = f32({Rm, FCm});
+    g_u_act_ = f32({Rm, Fm});
+    moe_counts_.assign(static_cast<size_t>(std::max(Ea, Em)), 0);
+  }
+  if (E > 0 && !moe_stats_.empty()) {
     g_dlogits_ = f32({N, E});
     g_dw_ = f32({N, K});
     g_doutp_ = f32({N * K, C});
@@ -203,11 +307,16 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa) {
 
 void Transformer::init_params(uint64_t seed) {
   std::vector<float> host;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const Tensor& w = params_[i].w;
+  // Buffers draw from streams above every parameter's, so adding them changes no parameter.
+  constexpr uint64_t kBufferStreams = uint64_t{1} << 32;
+  const size_t n_params = params_.size();
+  for (size_t i = 0; i < n_params + buffers_.size(); ++i) {
+    const bool buf = i >= n_params;
+    const Tensor& w = buf ? buffers_[i - n_params].w : params_[i].w;
     host.assign(static_cast<size_t>(w.numel()), 0.0f);
-    const float sc = init_scale_[i];
-    const uint64_t stream = k::rng_stream(k::RngPurpose::init, i);
+    const float sc = buf ? buffer_init_[i - n_params] : init_scale_[i];
+    const uint64_t stream =
+        k::rng_stream(k::RngPurpose::init, buf ? kBufferStreams + (i - n_params) : i);
     for (size_t j = 0; j < host.size(); ++j)
       host[j] = sc == kOnes    ? 1.0f
                 : sc == kZeros ? 0.0f
@@ -216,6 +325,14 @@ void Transformer::init_params(uint64_t seed) {
     h.device = k::Device::cpu();
     h.data = host.data();
     k::copy(w, h);
+  }
+  for (Tensor ones : {uoe_ones_a_, uoe_ones_m_}) {
+    if (ones.empty()) continue;
+    host.assign(static_cast<size_t>(ones.numel()), 1.0f);
+    Tensor h = ones;
+    h.device = k::Device::cpu();
+    h.data = host.data();
+    k::copy(ones, h);
   }
 }
 
@@ -246,6 +363,10 @@ void Transformer::norm_backward(Tensor din, Tensor dg, Tensor db, Tensor dout, T
 }
 
 void Transformer::attention_forward(const LayerParams& p, LayerActs& a, Tensor x) {
+  if (p.uoe) {
+    uoe_attention_forward(p, a, x);
+    return;
+  }
   k::matmul_forward(a.qkv, x, p.wqkv);
   k::split_heads(a.q, a.k, a.v, a.qkv);
   if (cfg_.pos == PosEncoding::rope) {
@@ -260,6 +381,10 @@ void Transformer::attention_forward(const LayerParams& p, LayerActs& a, Tensor x
 // dout: d(att_proj), only read before dx is first written, so dx may alias dout.
 void Transformer::attention_backward(const LayerParams& p, const LayerActs& a, Tensor x,
                                      Tensor dout, Tensor dx) {
+  if (p.uoe) {
+    uoe_attention_backward(p, a, dout, dx);
+    return;
+  }
   k::zero(g_att_);
   k::matmul_backward(g_att_, p.dwproj, dout, a.att, p.wproj);
   k::zero(g_o_);
@@ -282,6 +407,10 @@ void Transformer::ffn_forward(const LayerParams& p, LayerActs& a, Tensor x) {
     moe_forward(p, a, x, moe_stats_[static_cast<size_t>(p.moe_slot)]);
     return;
   }
+  if (p.uoe) {
+    uoe_mlp_forward(p, a, x);
+    return;
+  }
   k::matmul_forward(a.fc, x, p.wfc);
   if (cfg_.ffn == FfnType::swiglu)
     k::swiglu_forward(a.act, a.fc);
@@ -295,6 +424,10 @@ void Transformer::ffn_backward(const LayerParams& p, const LayerActs& a, Tensor 
                                Tensor dx) {
   if (p.moe) {
     moe_backward(p, a, x, dout, dx);
+    return;
+  }
+  if (p.uoe) {
+    uoe_mlp_backward(p, a, dout, dx);
     return;
   }
   k::zero(g_act_);
@@ -373,7 +506,8 @@ void Transformer::moe_forward(const LayerParams& p, LayerActs& a, Tensor x, MoeL
   m.rows = m.offsets.back();
   k::moe_gather(m.xp, x, m.row_token, m.rows);
   for (int64_t e = 0; e < E; ++e) {
-    const int64_t r0 = m.offsets[static_cast<size_t>(e)], r1 = m.offsets[static_cast<size_t>(e + 1)];
+    const int64_t r0 = m.offsets[static_cast<size_t>(e)],
+                  r1 = m.offsets[static_cast<size_t>(e + 1)];
     if (r1 > r0) k::matmul_forward(m.h.rows(r0, r1), m.xp.rows(r0, r1), expert(p.wfc, e));
   }
   if (cfg_.ffn == FfnType::swiglu)
@@ -381,7 +515,8 @@ void Transformer::moe_forward(const LayerParams& p, LayerActs& a, Tensor x, MoeL
   else
     k::gelu_forward(m.act.rows(0, m.rows), m.h.rows(0, m.rows));
   for (int64_t e = 0; e < E; ++e) {
-    const int64_t r0 = m.offsets[static_cast<size_t>(e)], r1 = m.offsets[static_cast<size_t>(e + 1)];
+    const int64_t r0 = m.offsets[static_cast<size_t>(e)],
+                  r1 = m.offsets[static_cast<size_t>(e + 1)];
     if (r1 > r0) k::matmul_forward(m.outp.rows(r0, r1), m.act.rows(r0, r1), expert(p.wout, e));
   }
   k::moe_combine_forward(a.mlp_out, m.outp, m.w, m.pos);
@@ -403,7 +538,8 @@ void Transformer::moe_backward(const LayerParams& p, const LayerActs& a, Tensor 
   k::zero(g_dh_);
   k::zero(g_dxp_);
   for (int64_t e = 0; e < E; ++e) {
-    const int64_t r0 = m.offsets[static_cast<size_t>(e)], r1 = m.offsets[static_cast<size_t>(e + 1)];
+    const int64_t r0 = m.offsets[static_cast<size_t>(e)],
+                  r1 = m.offsets[static_cast<size_t>(e + 1)];
     if (r1 > r0)
       k::matmul_backward(g_dact_.rows(r0, r1), expert(p.dwout, e), g_doutp_.rows(r0, r1),
                          m.act.rows(r0, r1), expert(p.wout, e));
@@ -413,7 +549,8 @@ void Transformer::moe_backward(const LayerParams& p, const LayerActs& a, Tensor 
   else
     k::gelu_backward(g_dh_.rows(0, m.rows), g_dact_.rows(0, m.rows), m.h.rows(0, m.rows));
   for (int64_t e = 0; e < E; ++e) {
-    const int64_t r0 = m.offsets[static_cast<size_t>(e)], r1 = m.offsets[static_cast<size_t>(e + 1)];
+    const int64_t r0 = m.offsets[static_cast<size_t>(e)],
+                  r1 = m.offsets[static_cast<size_t>(e + 1)];
     if (r1 > r0)
       k::matmul_backward(g_dxp_.rows(r0, r1), expert(p.dwfc, e), g_dh_.rows(r0, r1),
                          m.xp.rows(r0, r1), expert(p.wfc, e));
@@ -422,8 +559,8 @@ void Transformer::moe_backward(const LayerParams& p, const LayerActs& a, Tensor 
   k::zero(g_dlogits_);
   k::moe_route_backward(g_dlogits_, g_dw_, m.probs, m.idx, m.w);
   k::moe_aux_losses(m.logits, m.probs, m.idx, moe_counts_, g_dlogits_,
-                    static_cast<float>(cfg_.moe_aux_loss_coef), static_cast<float>(cfg_.moe_z_loss_coef),
-                    grad_scale_);
+                    static_cast<float>(cfg_.moe_aux_loss_coef),
+                    static_cast<float>(cfg_.moe_z_loss_coef), grad_scale_);
   if (p.wgproj.empty()) {
     k::matmul_backward(dx, p.dwrouter, g_dlogits_, x, p.wrouter);
     return;
@@ -438,6 +575,179 @@ void Transformer::moe_backward(const LayerParams& p, const LayerActs& a, Tensor 
   k::matmul_backward(g_gru_dh_prev_, dgru_whh_, g_gru_dgh_, m.h_prev, gru_whh_);
   k::matmul_backward(dx, p.dwgproj, g_gru_dx_, x, p.wgproj);
   std::swap(g_gru_dh_, g_gru_dh_prev_);  // now d(h_prev): what the MoE layer below receives
+}
+
+namespace {
+// A tensor of `dims` at the start of buffer `buf` (slot buffers are planned for the largest T).
+Tensor fit(Tensor buf, std::initializer_list<int64_t> dims) {
+  Tensor t(buf.data, buf.dtype, buf.device, dims);
+  SPARTA_CHECK(t.numel() <= buf.numel(), "internal: {} elements do not fit buffer {}", t.numel(),
+               buf.shape_str());
+  return t;
+}
+}  // namespace
+
+// Router (rank-only: no gradient, spec 4.1) -> top-k -> slot maps for one UoE block.
+void Transformer::uoe_route(UoeRoute& r, Tensor x, Tensor wg, Tensor cg, int64_t E, bool attn,
+                            MoeLayerStats& st) {
+  const int64_t N = x.dim(0), T = cfg_.seq_len, B = B_;
+  const bool paper = cfg_.uoe_mode == "paper";
+  k::matmul_forward(r.logits, x, wg);
+  k::grouped_bias_forward(r.logits, cg.view({1, E}));
+  k::moe_route_forward(r.probs, r.idx, r.w, r.logits);
+  // SMHA groups per sequence in both modes; UoME per sequence (clean) or per time step (paper).
+  const k::UoeGrouping per_seq{B, T, T, 1}, per_step{T, B, 1, T};
+  const k::UoeGrouping& g = attn || !paper ? per_seq : per_step;
+  const int64_t slots = attn ? (paper ? 0 : uoe_Ta_) : uoe_Tm_;
+  k::UoeAssignStats& as = r.assign;
+  k::uoe_assign(r.row_token, r.pos, r.slot_pos, r.idx, r.probs, E, g,
+                paper ? k::UoeMode::paper : k::UoeMode::clean, slots, as);
+  r.T = as.slots;
+  st.expert_tokens.assign(as.members.begin(), as.members.end());
+  st.dropped = as.dropped();
+  st.fillers = 0;
+  for (int64_t f : as.fillers) st.fillers += f;
+  const auto aux = k::moe_aux_losses(r.logits, r.probs, r.idx, moe_counts_, Tensor(), 0, 0, 0);
+  st.load_balance_loss = aux.load_balance;
+  st.z_loss = aux.z;
+  st.router_entropy = aux.router_entropy;
+  (void)N;
+}
+
+// Selective multi-head attention (spec 4, 9.2): gather each attention expert's slots, project
+// with its column slice of Wqkv, causal attention over the slots (clean: RoPE at the tokens'
+// original positions; masked slots follow the admitted ones, so no admitted query sees them),
+// project with its row slice of Wo, and sum the experts' outputs back per token.
+void Transformer::uoe_attention_forward(const LayerParams& p, LayerActs& a, Tensor x) {
+  UoeActs& u = a.uoe;
+  UoeRoute& r = u.ra;
+  const int64_t C = cfg_.d_model, D = cfg_.head_dim(), B = B_;
+  const int64_t Ea = p.wqkv.dim(0), W = p.wqkv.dim(1) / 3, Hx = W / D;
+  uoe_route(r, x, p.wg_a, p.cg_a, Ea, true, moe_stats_[static_cast<size_t>(p.uoe_slot)]);
+  const int64_t T = r.T, Re = B * T, R = Ea * Re;
+  const Tensor xs = fit(u.xs_a, {R, C}), qkv = fit(u.qkv_a, {R, 3 * W});
+  k::moe_gather(xs, x, r.row_token, R);
+  for (int64_t e = 0; e < Ea; ++e)
+    k::matmul_forward(qkv.rows(e * Re, (e + 1) * Re), xs.rows(e * Re, (e + 1) * Re),
+                      expert(p.wqkv, e));
+  k::grouped_bias_forward(qkv.view({Ea, Re, 3 * W}), p.bqkv);
+  const Tensor q = fit(u.q, {Ea * B, Hx, T, D}), kk = fit(u.k, {Ea * B, Hx, T, D}),
+               v = fit(u.v, {Ea * B, Hx, T, D}), o = fit(u.o, {Ea * B, Hx, T, D});
+  k::split_heads(q, kk, v, qkv);
+  if (cfg_.pos == PosEncoding::rope) {
+    const Tensor sp = fit(r.slot_pos, {Ea * B * T});
+    k::rope_at_forward(q, sp, cfg_.rope_theta);
+    k::rope_at_forward(kk, sp, cfg_.rope_theta);
+  }
+  k::attention_forward(o, fit(u.lse, {Ea * B, Hx, T}), q, kk, v, /*causal=*/true);
+  const Tensor att = fit(u.att_a, {R, W}), y = fit(u.y_a, {R, C});
+  k::merge_heads(att, o);
+  for (int64_t e = 0; e < Ea; ++e)
+    k::matmul_forward(y.rows(e * Re, (e + 1) * Re), att.rows(e * Re, (e + 1) * Re),
+                      expert(p.wproj, e));
+  k::grouped_bias_forward(y.view({Ea, Re, C}), p.bproj);
+  k::moe_combine_forward(a.att_proj, y, uoe_ones_a_, r.pos);
+}
+
+// dout is fully read by the combine backward before dx is written, so dx may alias dout.
+void Transformer::uoe_attention_backward(const LayerParams& p, const LayerActs& a, Tensor dout,
+                                         Tensor dx) {
+  const UoeActs& u = a.uoe;
+  const UoeRoute& r = u.ra;
+  const int64_t C = cfg_.d_model, D = cfg_.head_dim(), B = B_;
+  const int64_t Ea = p.wqkv.dim(0), W = p.wqkv.dim(1) / 3, Hx = W / D;
+  const int64_t T = r.T, Re = B * T, R = Ea * Re;
+  const Tensor xs = fit(u.xs_a, {R, C}), att = fit(u.att_a, {R, W}), y = fit(u.y_a, {R, C});
+  const Tensor q = fit(u.q, {Ea * B, Hx, T, D}), kk = fit(u.k, {Ea * B, Hx, T, D}),
+               v = fit(u.v, {Ea * B, Hx, T, D}), o = fit(u.o, {Ea * B, Hx, T, D});
+  // Slots that the combine does not read (masked, dropped) get dy = 0: no gradient at all.
+  const Tensor gy = fit(g_u_y_, {R, C});
+  k::zero(gy);
+  k::moe_combine_backward(gy, Tensor(), dout, y, uoe_ones_a_, r.pos);
+  k::grouped_bias_backward(p.dbproj, gy.view({Ea, Re, C}));
+  const Tensor gatt = fit(g_u_att_, {R, W});
+  k::zero(gatt);
+  for (int64_t e = 0; e < Ea; ++e)
+    k::matmul_backward(gatt.rows(e * Re, (e + 1) * Re), expert(p.dwproj, e),
+                       gy.rows(e * Re, (e + 1) * Re), att.rows(e * Re, (e + 1) * Re),
+                       expert(p.wproj, e));
+  const Tensor gq = fit(g_u_q_, {Ea * B, Hx, T, D}), gk = fit(g_u_k_, {Ea * B, Hx, T, D}),
+               gv = fit(g_u_v_, {Ea * B, Hx, T, D}), go = fit(g_u_o_, {Ea * B, Hx, T, D});
+  for (const Tensor& t : {gq, gk, gv, go}) k::zero(t);
+  k::merge_heads_backward(go, gatt);
+  k::attention_backward(gq, gk, gv, go, q, kk, v, o, fit(u.lse, {Ea * B, Hx, T}), true);
+  if (cfg_.pos == PosEncoding::rope) {
+    const Tensor sp = fit(r.slot_pos, {Ea * B * T});
+    k::rope_at_backward(gq, sp, cfg_.rope_theta);
+    k::rope_at_backward(gk, sp, cfg_.rope_theta);
+  }
+  const Tensor gqkv = fit(g_u_qkv_, {R, 3 * W}), gxs = fit(g_u_xs_, {R, C});
+  k::zero(gqkv);
+  k::split_heads_backward(gqkv, gq, gk, gv);
+  k::grouped_bias_backward(p.dbqkv, gqkv.view({Ea, Re, 3 * W}));
+  k::zero(gxs);
+  for (int64_t e = 0; e < Ea; ++e)
+    k::matmul_backward(gxs.rows(e * Re, (e + 1) * Re), expert(p.dwqkv, e),
+                       gqkv.rows(e * Re, (e + 1) * Re), xs.rows(e * Re, (e + 1) * Re),
+                       expert(p.wqkv, e));
+  k::moe_gather_backward(dx, gxs, r.pos);
+}
+
+// Union of MLP experts (spec 5, 9.3): expert e is the FFN restricted to its d_ff / E_m slice.
+void Transformer::uoe_mlp_forward(const LayerParams& p, LayerActs& a, Tensor x) {
+  UoeActs& u = a.uoe;
+  UoeRoute& r = u.rm;
+  const int64_t C = cfg_.d_model, Em = p.wfc.dim(0), FC = p.wfc.dim(1), F = p.wout.dim(2);
+  uoe_route(r, x, p.wg_m, p.cg_m, Em, false, moe_stats_[static_cast<size_t>(p.uoe_slot + 1)]);
+  const int64_t Re = uoe_Gm_ * r.T, R = Em * Re;
+  const Tensor xs = fit(u.xs_m, {R, C}), h = fit(u.h_m, {R, FC}), act = fit(u.act_m, {R, F}),
+               y = fit(u.y_m, {R, C});
+  k::moe_gather(xs, x, r.row_token, R);
+  for (int64_t e = 0; e < Em; ++e)
+    k::matmul_forward(h.rows(e * Re, (e + 1) * Re), xs.rows(e * Re, (e + 1) * Re),
+                      expert(p.wfc, e));
+  k::grouped_bias_forward(h.view({Em, Re, FC}), p.bfc);
+  if (cfg_.ffn == FfnType::swiglu)
+    k::swiglu_forward(act, h);
+  else
+    k::gelu_forward(act, h);
+  for (int64_t e = 0; e < Em; ++e)
+    k::matmul_forward(y.rows(e * Re, (e + 1) * Re), act.rows(e * Re, (e + 1) * Re),
+                      expert(p.wout, e));
+  k::grouped_bias_forward(y.view({Em, Re, C}), p.bout);
+  k::moe_combine_forward(a.mlp_out, y, uoe_ones_m_, r.pos);
+}
+
+void Transformer::uoe_mlp_backward(const LayerParams& p, const LayerActs& a, Tensor dout,
+                                   Tensor dx) {
+  const UoeActs& u = a.uoe;
+  const UoeRoute& r = u.rm;
+  const int64_t C = cfg_.d_model, Em = p.wfc.dim(0), FC = p.wfc.dim(1), F = p.wout.dim(2);
+  const int64_t Re = uoe_Gm_ * r.T, R = Em * Re;
+  const Tensor xs = fit(u.xs_m, {R, C}), h = fit(u.h_m, {R, FC}), act = fit(u.act_m, {R, F}),
+               y = fit(u.y_m, {R, C});
+  const Tensor gy = fit(g_u_y_, {R, C}), gact = fit(g_u_act_, {R, F}), gh = fit(g_u_h_, {R, FC}),
+               gxs = fit(g_u_xs_, {R, C});
+  k::zero(gy);
+  k::moe_combine_backward(gy, Tensor(), dout, y, uoe_ones_m_, r.pos);
+  k::grouped_bias_backward(p.dbout, gy.view({Em, Re, C}));
+  k::zero(gact);
+  for (int64_t e = 0; e < Em; ++e)
+    k::matmul_backward(gact.rows(e * Re, (e + 1) * Re), expert(p.dwout, e),
+                       gy.rows(e * Re, (e + 1) * Re), act.rows(e * Re, (e + 1) * Re),
+                       expert(p.wout, e));
+  k::zero(gh);
+  if (cfg_.ffn == FfnType::swiglu)
+    k::swiglu_backward(gh, gact, h);
+  else
+    k::gelu_backward(gh, gact, h);
+  k::grouped_bias_backward(p.dbfc, gh.view({Em, Re, FC}));
+  k::zero(gxs);
+  for (int64_t e = 0; e < Em; ++e)
+    k::matmul_backward(gxs.rows(e * Re, (e + 1) * Re), expert(p.dwfc, e),
+                       gh.rows(e * Re, (e + 1) * Re), xs.rows(e * Re, (e + 1) * Re),
+                       expert(p.wfc, e));
+  k::moe_gather_backward(dx, gxs, r.pos);
 }
 
 float Transformer::forward(bool with_backward, float grad_scale) {
@@ -550,7 +860,8 @@ std::vector<double> Transformer::angular_distances() const {
     for (int64_t s = 0; s < B_; ++s) {
       last_token(in, s, a);
       last_token(out, s, b);
-      d[static_cast<size_t>(l)] += angular_distance(a.data(), b.data(), C) / static_cast<double>(B_);
+      d[static_cast<size_t>(l)] +=
+          angular_distance(a.data(), b.data(), C) / static_cast<double>(B_);
     }
   }
   return d;
@@ -559,7 +870,8 @@ std::vector<double> Transformer::angular_distances() const {
 double Transformer::aux_loss() const {
   double s = 0;
   for (const auto& st : moe_stats_)
-    s += cfg_.moe_aux_loss_coef * st.load_balance_loss + cfg_.moe_z_loss_coef * st.z_loss;
+    if (st.kind == "moe")
+      s += cfg_.moe_aux_loss_coef * st.load_balance_loss + cfg_.moe_z_loss_coef * st.z_loss;
   return s;
 }
 

@@ -14,17 +14,22 @@
 #include <vector>
 
 #include "kernels/arena.h"
+#include "kernels/uoe.h"
 #include "trainer/models/model_config.h"
 
 namespace sparta::models {
 
 using kernels::Tensor;
 
-// Router statistics of one MoE layer from the last forward (for metrics).
+// Router statistics of one routed block from the last forward (for metrics). kind: "moe" (an
+// MoE/RMoE FFN: its load-balance and z losses are part of the objective), "uoe.attn" or
+// "uoe.mlp" (UoE's rank-only routers: the losses are reported, never trained).
 struct MoeLayerStats {
   int layer = -1;
+  std::string kind = "moe";
   std::vector<int64_t> expert_tokens;  // (token, slot) assignments per expert, before capacity
   int64_t dropped = 0;                 // assignments dropped by the capacity
+  int64_t fillers = 0;                 // UoE paper mode: non-members processed in spare slots
   double router_entropy = 0;           // mean over tokens of -sum_e p_e log p_e (nats)
   double load_balance_loss = 0, z_loss = 0;
 };
@@ -51,6 +56,10 @@ class Transformer {
   int batch() const { return B_; }
   std::vector<Param>& params() { return params_; }
   const std::vector<Param>& params() const { return params_; }
+  // Model state that is not trained (UoE's frozen, rank-only routers: spec T7): initialised from
+  // the seed and checkpointed with the parameters, but outside flat_params, so it has no
+  // gradient, no optimizer state, no clipping and no noise. g is empty.
+  const std::vector<Param>& buffers() const { return buffers_; }
   int64_t num_params() const;
   // Every parameter / gradient as one flat tensor (padding between tensors is zero).
   Tensor flat_params() const { return param_arena_.flat_f32(); }
@@ -95,16 +104,34 @@ class Transformer {
     Tensor d_na_g, d_na_b, d_nf_g, d_nf_b, dwqkv, dwproj, dwfc, dwout;
     // MoE layers: router [E,C]; wfc [E,FC_e,C] and wout [E,C,F_e] hold the experts.
     bool moe = false;
-    int moe_slot = -1;  // index into moe_stats_
+    int moe_slot = -1;         // index into moe_stats_
     Tensor wrouter, dwrouter;  // [E,C] (linear) or [E,P] (gru)
     Tensor wgproj, dwgproj;    // RMoE projector [P,C]
+    // UoE layers: wqkv [Ea,3W,C], wproj [Ea,C,W] (W = heads per expert * D), wfc [Em,FC_e,C],
+    // wout [Em,C,F_e]; per-expert biases; the two frozen routers (buffers).
+    bool uoe = false;
+    int uoe_slot = -1;  // moe_stats_ index of the attention router; the MLP router's is + 1
+    Tensor bqkv, bproj, bfc, bout, dbqkv, dbproj, dbfc, dbout;
+    Tensor wg_a, cg_a, wg_m, cg_m;
+  };
+  // One UoE router's outputs and slot maps (kernels/uoe.h); T: the slots of the last forward.
+  struct UoeRoute {
+    Tensor logits, probs, idx, w, row_token, pos, slot_pos;
+    int64_t T = 0;
+    kernels::UoeAssignStats assign;  // host counts, reused every step
+  };
+  // Slot buffers are sized for the largest T the mode allows; each forward views its own T.
+  struct UoeActs {
+    UoeRoute ra, rm;
+    Tensor xs_a, qkv_a, q, k, v, o, lse, att_a, y_a;  // selective attention
+    Tensor xs_m, h_m, act_m, y_m;                     // union of MLP experts
   };
   struct MoeActs {
-    Tensor logits, probs, idx, w;        // [N,E], [N,E], i32 [N,K], [N,K]
-    Tensor pos, row_token;               // i32 [N*K]
-    Tensor xp, h, act, outp;             // permuted rows: [N*K,C], [N*K,FC_e], [N*K,F_e], [N*K,C]
-    std::vector<int64_t> offsets;        // E+1 row offsets of the experts (host)
-    int64_t rows = 0;                    // kept (token, slot) pairs
+    Tensor logits, probs, idx, w;  // [N,E], [N,E], i32 [N,K], [N,K]
+    Tensor pos, row_token;         // i32 [N*K]
+    Tensor xp, h, act, outp;       // permuted rows: [N*K,C], [N*K,FC_e], [N*K,F_e], [N*K,C]
+    std::vector<int64_t> offsets;  // E+1 row offsets of the experts (host)
+    int64_t rows = 0;              // kept (token, slot) pairs
     // RMoE: projected input, gate pre-activations, saved gates, the new state; h_prev is the
     // previous MoE layer's h (or the zero state).
     Tensor xg, gi, gh, gates, h_state, h_prev;
@@ -117,9 +144,11 @@ class Transformer {
     Tensor sum1, sum2;                           // residual sums feeding the norms
     Tensor fc, act, mlp_out;                     // FFN (dense layers; mlp_out for all)
     MoeActs moe;                                 // MoE layers
+    UoeActs uoe;                                 // UoE layers
   };
 
-  void plan(kernels::Arena& params, kernels::Arena& grads, kernels::Arena& acts);
+  void plan(kernels::Arena& params, kernels::Arena& grads, kernels::Arena& acts,
+            kernels::Arena& buffers);
   void init_params(uint64_t seed);
   void forward_hidden();  // embedding -> blocks -> final norm (fin_out_)
   float forward(bool with_backward, float grad_scale);
@@ -136,13 +165,19 @@ class Transformer {
   void moe_forward(const LayerParams& p, LayerActs& a, Tensor x, MoeLayerStats& stats);
   void moe_backward(const LayerParams& p, const LayerActs& a, Tensor x, Tensor dout, Tensor dx);
   static Tensor expert(Tensor w3, int64_t e);  // the [rows, cols] matrix of expert e
+  void uoe_route(UoeRoute& r, Tensor x, Tensor wg, Tensor cg, int64_t E, bool attn,
+                 MoeLayerStats& st);
+  void uoe_attention_forward(const LayerParams& p, LayerActs& a, Tensor x);
+  void uoe_attention_backward(const LayerParams& p, const LayerActs& a, Tensor dout, Tensor dx);
+  void uoe_mlp_forward(const LayerParams& p, LayerActs& a, Tensor x);
+  void uoe_mlp_backward(const LayerParams& p, const LayerActs& a, Tensor dout, Tensor dx);
 
   ModelConfig cfg_;
   int B_;
   kernels::Device device_;
-  kernels::Arena param_arena_, grad_arena_, act_arena_;
-  std::vector<Param> params_;
-  std::vector<float> init_scale_;  // per param: >0 normal std, 0 zeros, -1 ones
+  kernels::Arena param_arena_, grad_arena_, act_arena_, buffer_arena_;
+  std::vector<Param> params_, buffers_;
+  std::vector<float> init_scale_, buffer_init_;  // per param/buffer: >0 std, 0 zeros, -1 ones
 
   Tensor wte_, wpe_, fin_g_, fin_b_, head_;
   Tensor dwte_, dwpe_, dfin_g_, dfin_b_, dhead_;
@@ -158,6 +193,10 @@ class Transformer {
   // gradient d(h) carried down the MoE layers in the backward (two buffers, swapped).
   Tensor gru_wih_, gru_whh_, gru_bih_, gru_bhh_, dgru_wih_, dgru_whh_, dgru_bih_, dgru_bhh_;
   Tensor gru_h0_, g_gru_dh_, g_gru_dh_prev_, g_gru_dx_, g_gru_dgi_, g_gru_dgh_;
+  // UoE: combine weights (all ones: the union is an unweighted sum), slot sizes, backward scratch.
+  Tensor uoe_ones_a_, uoe_ones_m_;
+  int64_t uoe_Ta_ = 0, uoe_Tm_ = 0, uoe_Gm_ = 0;  // planned slots (SMHA: max), MLP groups
+  Tensor g_u_xs_, g_u_y_, g_u_qkv_, g_u_q_, g_u_k_, g_u_v_, g_u_o_, g_u_att_, g_u_h_, g_u_act_;
   std::vector<int64_t> moe_counts_;  // scratch for moe_aux_losses
   float grad_scale_ = 1.0f;          // of the running forward_backward (aux-loss gradients)
   std::vector<float> host_losses_;
