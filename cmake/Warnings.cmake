@@ -1,8 +1,14 @@
 # Project code builds warning-free; third-party headers come in as SYSTEM includes.
+# SPARTA_WERROR=OFF keeps the warnings but lets a newer compiler than CI's (the GPU machine's
+# g++ 13) finish a build: its new warnings are reported, then fixed here.
 add_library(sparta_options INTERFACE)
 target_compile_options(sparta_options INTERFACE
-  $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Werror>
-  $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra --Werror=all-warnings --expt-relaxed-constexpr>)
+  $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic>
+  $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra --expt-relaxed-constexpr>)
+if(SPARTA_WERROR)
+  target_compile_options(sparta_options INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-Werror>
+                                                  $<$<COMPILE_LANGUAGE:CUDA>:--Werror=all-warnings>)
+endif()
 if(SPARTA_NATIVE)
   target_compile_options(sparta_options INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-march=native>)
 endif()
