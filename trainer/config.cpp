@@ -456,7 +456,10 @@ Config load_config(const std::string& file, const std::vector<std::string>& over
     const size_t eq = o.find('='), dot = o.find('.');
     if (eq == std::string::npos || dot == std::string::npos || dot > eq)
       SPARTA_USAGE_ERROR("{}: expected section.key=value, e.g. --set train.steps=100", where);
-    const Key& k = find_key(o.substr(0, dot), o.substr(dot + 1, eq - dot - 1), where);
+    // Named strings, not temporaries: g++ 13's -Wdangling-reference flags a reference returned
+    // from a call that took temporaries (the Key lives in the static schema either way).
+    const std::string section = o.substr(0, dot), name = o.substr(dot + 1, eq - dot - 1);
+    const Key& k = find_key(section, name, where);
     assign(c, k, from_override(k, o.substr(eq + 1), where), where);
   }
   check_cross(c);
