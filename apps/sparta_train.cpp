@@ -2,11 +2,36 @@
 #include <fmt/core.h>
 
 #include "apps/cli.h"
+#include "launch/world.h"
 #include "trainer/config.h"
 #include "trainer/trainer.h"
+#ifdef SPARTA_HAVE_MPI
+#include "parallel/mpi_comm.h"
+#endif
+
+namespace {
+bool multi_rank() {
+  try {
+    return sparta::launch::discover_world().size > 1;
+  } catch (const std::exception&) {
+    return false;  // reported again, as a usage error, when the trainer starts
+  }
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   sparta::kernels::select_blas_kernel(argv);
+#ifdef SPARTA_HAVE_MPI
+  // Under mpirun/srun with several ranks: MPI first, and from then on any failure of this rank
+  // ends the whole job through MpiRuntime::fail_job (a message on every rank, never a hang).
+  const bool mpi = multi_rank();
+  if (mpi) sparta::parallel::MpiRuntime::init(&argc, &argv);
+  auto fail = [&](int code, const std::string& msg) {
+    if (mpi) sparta::parallel::MpiRuntime::fail_job(code, msg);
+  };
+#else
+  auto fail = [](int, const std::string&) {};
+#endif
   CLI::App app{"sparta-train: train a sparse/dense decoder language model", "sparta-train"};
   std::string config_file, run_dir, metrics_out;
   std::vector<std::string> overrides;
@@ -30,7 +55,7 @@ int main(int argc, char** argv) {
   app.add_flag("--print-config", print_config, "print the effective config and exit");
   app.add_flag("--print-config-reference", print_reference,
                "print the Markdown table of every config key and exit");
-  return sparta::apps::run_main("sparta-train", app, argc, argv, [&] {
+  auto body = [&] {
     if (print_reference) {
       fmt::print("{}", sparta::trainer::config_reference_markdown());
       return 0;
@@ -48,5 +73,20 @@ int main(int argc, char** argv) {
     sparta::trainer::Trainer trainer(cfg, opt);
     trainer.run();
     return 0;
+  };
+  const int rc = sparta::apps::run_main("sparta-train", app, argc, argv, [&] {
+    try {
+      return body();
+    } catch (const sparta::Error& e) {
+      fail(e.exit_code(), fmt::format("sparta-train: error: {}", e.what()));
+      throw;
+    } catch (const std::exception& e) {
+      fail(1, fmt::format("sparta-train: internal error: {}", e.what()));
+      throw;
+    }
   });
+#ifdef SPARTA_HAVE_MPI
+  if (mpi) sparta::parallel::MpiRuntime::finalize();
+#endif
+  return rc;
 }

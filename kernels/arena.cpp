@@ -79,6 +79,19 @@ void* device_malloc(Device d, size_t bytes) {
   return p;
 }
 
+void* pinned_host_malloc(size_t bytes) {
+  if (cuda_available()) return cuda::malloc_pinned(bytes);
+  return device_malloc(Device::cpu(), bytes);
+}
+
+void pinned_host_free(void* p) {
+  if (!p) return;
+  if (cuda_available())
+    cuda::free_pinned(p);
+  else
+    std::free(p);
+}
+
 void device_free(Device d, void* p) {
   if (d.is_cuda())
     cuda::free_device(d.index, p);

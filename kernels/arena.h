@@ -52,6 +52,10 @@ class Arena {
 // Device memory and transfers. Host<->device copies are synchronous.
 void* device_malloc(Device d, size_t bytes);
 void device_free(Device d, void* p);
+// Page-locked host memory (cudaMallocHost) when a GPU is usable, plain aligned host memory
+// otherwise: the staging buffers of communicators that move device tensors through the host.
+void* pinned_host_malloc(size_t bytes);
+void pinned_host_free(void* p);
 void copy(Tensor dst, Tensor src);  // any device pair; shapes' element counts and dtypes match
 void zero(Tensor t);
 bool cuda_available();  // false when built without CUDA, or no usable GPU/driver

@@ -29,16 +29,19 @@ World discover_world() {
     w.rank = env_int("OMPI_COMM_WORLD_RANK", 0);
     w.size = env_int("OMPI_COMM_WORLD_SIZE", 1);
     w.local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0);
+    w.local_size = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
   } else if (has("PMIX_RANK") && has("SLURM_NTASKS")) {
     w.launcher = "pmix";
     w.rank = env_int("PMIX_RANK", 0);
     w.size = env_int("SLURM_NTASKS", 1);
     w.local_rank = env_int("SLURM_LOCALID", 0);
+    w.local_size = env_int("PMIX_LOCAL_SIZE", env_int("SLURM_NTASKS_PER_NODE", 1));
   } else if (has("SLURM_PROCID") && has("SLURM_NTASKS")) {
     w.launcher = "slurm";
     w.rank = env_int("SLURM_PROCID", 0);
     w.size = env_int("SLURM_NTASKS", 1);
     w.local_rank = env_int("SLURM_LOCALID", 0);
+    w.local_size = env_int("SLURM_NTASKS_PER_NODE", 1);
   }
   if (w.size < 1 || w.rank >= w.size)
     SPARTA_USAGE_ERROR("launcher {} reports rank {} of world size {}", w.launcher, w.rank, w.size);

@@ -10,6 +10,7 @@ struct World {
   int rank = 0;
   int size = 1;
   int local_rank = 0;
+  int local_size = 1;             // ranks on this node (they share its cores)
   std::string launcher = "none";  // "mpirun", "pmix", "slurm", "none"
 };
 

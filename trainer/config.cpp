@@ -189,6 +189,18 @@ std::vector<Key> build_schema() {
   keys.back().kind = Kind::choice;
   keys.back().choices = {"fp32"};
 
+  add_int("parallel", "tp", REF(parallel.tp), 1, 4096, "tensor-parallel ranks");
+  add_int("parallel", "cp", REF(parallel.cp), 1, 4096, "context-parallel ranks");
+  add_int("parallel", "ep", REF(parallel.ep), 1, 4096,
+          "expert-parallel ranks (carved out of data parallel)");
+  add_int("parallel", "dp", REF(parallel.dp), 0, 1 << 20,
+          "data-parallel ranks (0: world size / (tp * cp * ep))");
+  add_string("parallel", "order", REF(parallel.order),
+             "rank placement, innermost dimension first: tp, cp, ep, dp joined by '-'");
+  add_int("parallel", "zero", REF(parallel.zero), 0, 1,
+          "1: ZeRO-1 (optimizer state sharded over data-parallel ranks)");
+  add_real("parallel", "timeout_s", REF(parallel.timeout_s), 1.0, 1e6,
+           "seconds a collective may wait before the job is ended with a diagnosis");
   add_bool(
       "uoe", "enabled", REF(model.uoe),
       "Union of Experts: selective multi-head attention + union of MLP experts in every layer");

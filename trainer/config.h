@@ -54,8 +54,18 @@ struct NoiseSection {
   int64_t seed = -1;  // -1: train.seed
 };
 
+// The distributed layout ([parallel], parallel/mesh.h); the product of tp, cp, ep, dp is the
+// world size (dp 0: inferred).
+struct ParallelSection {
+  int64_t tp = 1, cp = 1, ep = 1, dp = 0;
+  std::string order = "tp-cp-ep-dp";
+  int64_t zero = 0;         // 1: ZeRO-1, optimizer state sharded over the data-parallel ranks
+  double timeout_s = 60.0;  // a collective without progress this long ends the job
+};
+
 struct Config {
   models::ModelConfig model;
+  ParallelSection parallel;
   TrainSection train;
   OptimSection optim;
   DataSection data;

@@ -3,14 +3,20 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <cblas.h>
 #include <fmt/format.h>
 
 #include "data/prep.h"
 #include "kernels/ops.h"
+#ifdef SPARTA_HAVE_MPI
+#include "parallel/mpi_comm.h"
+#endif
 #include "trainer/checkpoint/checkpoint.h"
 
 namespace sparta::trainer {
@@ -21,15 +27,14 @@ using Clock = std::chrono::steady_clock;
 
 Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt) {
   world_ = launch::discover_world();
-  if (world_.size > 1)
-    SPARTA_USAGE_ERROR(
-        "launched as rank {} of {} by {}, but this sparta trains in one process only "
-        "(the MPI/NCCL runtime is not built yet); run without mpirun/srun",
-        world_.rank, world_.size, world_.launcher);
-  dp_comm_ = std::make_unique<parallel::SelfComm>();
-  if (cfg_.train.threads > 0) {
-    omp_set_num_threads(static_cast<int>(cfg_.train.threads));
-    openblas_set_num_threads(static_cast<int>(cfg_.train.threads));
+  setup_parallel();
+  int threads = static_cast<int>(cfg_.train.threads);
+  if (threads == 0 && world_.local_size > 1)  // ranks sharing a node share its cores
+    threads =
+        std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / world_.local_size);
+  if (threads > 0) {
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
   }
 
   k::Device device = k::Device::cpu();
@@ -51,18 +56,30 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
   train_data_ = std::make_unique<data::TokenDataset>(cfg_.data.dir, "train", T, meta.vocab_size);
   val_data_ = std::make_unique<data::TokenDataset>(cfg_.data.dir, "val", T, meta.vocab_size);
   const uint64_t seed = static_cast<uint64_t>(cfg_.train.seed);
+  // Data-parallel ranks read disjoint windows: (step, rank, b) -> ((step * dp + rank) * B + b),
+  // so dp ranks of batch B see exactly the windows of one process with batch dp * B.
   train_loader_ =
-      std::make_unique<data::DataLoader>(*train_data_, B, seed, world_.rank, world_.size);
+      std::make_unique<data::DataLoader>(*train_data_, B, seed, dp_comm_->rank(), dp_comm_->size());
   val_loader_ = std::make_unique<data::DataLoader>(*val_data_, B, seed);
   model_ = std::make_unique<models::Transformer>(cfg_.model, static_cast<int>(B), device, seed);
-  optim_ = std::make_unique<AdamW>(
-      model_->params(), model_->flat_params(),
-      AdamWConfig{cfg_.optim.beta1, cfg_.optim.beta2, cfg_.optim.eps, cfg_.optim.weight_decay});
+  const AdamWConfig acfg{cfg_.optim.beta1, cfg_.optim.beta2, cfg_.optim.eps,
+                         cfg_.optim.weight_decay};
+  if (cfg_.parallel.zero == 1) {
+    const int64_t n = model_->flat_params().numel();
+    const auto [b, e] = parallel::Comm::block_range(n, dp_comm_->size(), dp_comm_->rank());
+    optim_ = std::make_unique<AdamW>(model_->params(), model_->flat_params(), acfg, b, e);
+    grad_shard_ =
+        k::Arena(device, static_cast<size_t>(std::max<int64_t>(1, e - b)) * 4, "grad_shard");
+    grad_shard_.alloc(k::DType::f32, {std::max<int64_t>(1, e - b)});
+  } else {
+    optim_ = std::make_unique<AdamW>(model_->params(), model_->flat_params(), acfg);
+  }
+  scalars_.assign(2, 0.0f);
   tokens_.resize(static_cast<size_t>(B * T));
   targets_.resize(static_cast<size_t>(B * T));
 
-  std::string metrics_path = opt_.metrics_out;
-  if (!opt_.run_dir.empty()) {
+  std::string metrics_path = world_.rank == 0 ? opt_.metrics_out : "";
+  if (!opt_.run_dir.empty() && world_.rank == 0) {
     fs::create_directories(opt_.run_dir);
     std::ofstream(fs::path(opt_.run_dir) / "config.toml") << to_toml(cfg_);
     if (metrics_path.empty()) metrics_path = (fs::path(opt_.run_dir) / "metrics.jsonl").string();
@@ -105,17 +122,126 @@ StepResult Trainer::step(int64_t step) {
     model_->set_batch(tokens_.data(), targets_.data());
     loss += model_->forward_backward(1.0f / static_cast<float>(accum));
   }
-  dp_comm_->all_reduce(model_->flat_grads(), parallel::ReduceOp::avg);
+  if (fail_at_step_ == step) {
+    if (fail_hang_) std::this_thread::sleep_for(std::chrono::hours(1));  // a stuck rank
+    throw Error(ErrorKind::internal,
+                fmt::format("injected failure at step {} (SPARTA_TEST_FAIL)", step + 1));
+  }
   r.loss = loss / accum;
-  // Spec order: reduction, then global-norm clip, then noise, then the optimizer.
-  const GradPost g =
-      clip_and_noise(model_->params(), model_->flat_grads(), cfg_.optim.clip_norm, noise_, step);
-  r.grad_norm = g.norm;
-  r.noise_sigma = g.sigma;
+  if (dp_comm_->size() > 1) {  // the reported loss is the mean over every data-parallel rank
+    scalars_[0] = static_cast<float>(r.loss);
+    dp_comm_->all_reduce(host_scalars(1), parallel::ReduceOp::avg);
+    r.loss = scalars_[0];
+  }
   r.lr = lr_at(step, cfg_.train.steps, cfg_.optim.lr, cfg_.optim.warmup_steps,
                cfg_.optim.min_lr_ratio);
-  optim_->step(r.lr, g.optimizer_grad_scale, step + 1);
+  // Spec order: reduction, then global-norm clip, then noise, then the optimizer.
+  if (!optim_->sharded()) {
+    dp_comm_->all_reduce(model_->flat_grads(), parallel::ReduceOp::avg);
+    const GradPost g =
+        clip_and_noise(model_->params(), model_->flat_grads(), cfg_.optim.clip_norm, noise_, step);
+    r.grad_norm = g.norm;
+    r.noise_sigma = g.sigma;
+    optim_->step(r.lr, g.optimizer_grad_scale, step + 1);
+    return r;
+  }
+  // ZeRO-1: each rank reduces, clips, noises and updates only its block of the flat parameters,
+  // then the blocks are all-gathered. The norm is the all-reduced sum of the blocks' squares;
+  // the noise is keyed by (parameter, element), so a block gets exactly the elements' noise.
+  const k::Tensor gs = grad_shard_.flat_f32().rows(0, optim_->shard_end() - optim_->shard_begin());
+  dp_comm_->reduce_scatter(gs, model_->flat_grads(), parallel::ReduceOp::avg);
+  scalars_[0] = gs.numel() > 0 ? static_cast<float>(k::sum_squares(gs)) : 0.0f;
+  dp_comm_->all_reduce(host_scalars(1), parallel::ReduceOp::sum);
+  r.grad_norm = std::sqrt(static_cast<double>(scalars_[0]));
+  const double clip = cfg_.optim.clip_norm;
+  const double clip_scale = clip > 0 && r.grad_norm > clip ? clip / r.grad_norm : 1.0;
+  r.noise_sigma = noise_sigma(noise_, step);
+  double opt_scale = clip_scale;
+  if (r.noise_sigma > 0) {
+    if (clip_scale != 1.0) k::scale(gs, static_cast<float>(clip_scale));
+    opt_scale = 1.0;
+    optim_->for_each_in_range(
+        optim_->shard_begin(), optim_->shard_end(),
+        [&](size_t i, int64_t in_param, int64_t n, int64_t flat_at) {
+          k::add_gaussian_noise(
+              gs.rows(flat_at - optim_->shard_begin(), flat_at - optim_->shard_begin() + n),
+              static_cast<float>(r.noise_sigma), noise_.seed, static_cast<uint32_t>(i),
+              static_cast<uint32_t>(step), in_param);
+        });
+  }
+  optim_->step(r.lr, opt_scale, step + 1, gs);
+  const k::Tensor fp = model_->flat_params();
+  dp_comm_->all_gather(fp, fp.rows(optim_->shard_begin(), optim_->shard_end()));
   return r;
+}
+
+k::Tensor Trainer::host_scalars(int64_t n) {
+  return k::Tensor(scalars_.data(), k::DType::f32, k::Device::cpu(), {n});
+}
+
+// Builds the communicators from the launcher's world and the [parallel] layout; prints the
+// layout table on rank 0. Only data parallelism (with or without ZeRO-1) runs today: tp, cp and
+// ep layouts are validated, then refused.
+void Trainer::setup_parallel() {
+  const auto& p = cfg_.parallel;
+  parallel::MeshLayout layout;
+  layout.tp = static_cast<int>(p.tp);
+  layout.cp = static_cast<int>(p.cp);
+  layout.ep = static_cast<int>(p.ep);
+  layout.dp = static_cast<int>(p.dp);
+  layout.order = p.order;
+  parallel::MeshModelLimits lim;
+  const auto& m = cfg_.model;
+  lim.n_heads = m.n_heads;
+  lim.d_ff = m.d_ff;
+  lim.vocab_size = m.vocab_size > 0 ? m.vocab_size : 1;  // 0: from the data, checked then
+  lim.seq_len = m.seq_len;
+  lim.moe_experts = m.moe_experts;
+  lim.uoe_attn_experts = m.uoe ? m.uoe_attn_experts_or_default() : 0;
+  lim.uoe_mlp_experts = m.uoe ? m.uoe_mlp_experts : 0;
+  mesh_ = std::make_unique<parallel::ProcessMesh>(layout, world_.size, lim);
+  if (p.tp > 1 || p.cp > 1 || p.ep > 1)
+    SPARTA_USAGE_ERROR(
+        "parallel.tp = {}, cp = {}, ep = {}: only data parallelism (tp = cp = ep = 1, with or "
+        "without parallel.zero = 1) is implemented so far",
+        p.tp, p.cp, p.ep);
+  // Failure injection for the distributed-runtime tests: "RANK:STEP" throws on that rank at that
+  // (1-based) step, "RANK:STEP:hang" makes it stop responding instead.
+  if (const char* f = std::getenv("SPARTA_TEST_FAIL")) {
+    int rank = -1;
+    long long s = -1;
+    char mode[8] = {};
+    const int got = std::sscanf(f, "%d:%lld:%7s", &rank, &s, mode);
+    if (got < 2 || s < 1 || (got == 3 && std::string(mode) != "hang"))
+      SPARTA_USAGE_ERROR("SPARTA_TEST_FAIL='{}' must be RANK:STEP or RANK:STEP:hang (STEP >= 1)",
+                         f);
+    if (rank == world_.rank) {
+      fail_at_step_ = s - 1;
+      fail_hang_ = got == 3;
+    }
+  }
+  if (world_.size == 1) {
+    world_comm_ = std::make_unique<parallel::SelfComm>("world");
+    dp_comm_ = std::make_unique<parallel::SelfComm>("dp");
+    return;
+  }
+#ifdef SPARTA_HAVE_MPI
+  if (!parallel::MpiRuntime::active())
+    SPARTA_USAGE_ERROR(
+        "launched as rank {} of {} by {}, but MPI was not initialised by the "
+        "program",
+        world_.rank, world_.size, world_.launcher);
+  parallel::MpiRuntime::set_timeout(p.timeout_s);
+  world_comm_ = parallel::MpiRuntime::world();
+  dp_comm_ = world_comm_->split(
+      mesh_->group_color(world_.rank, {parallel::Dim::ep, parallel::Dim::dp}), world_.rank, "dp");
+  say(mesh_->table().substr(0, mesh_->table().size() - 1));
+#else
+  SPARTA_USAGE_ERROR(
+      "launched as rank {} of {} by {}, but this sparta was built without MPI "
+      "(configure with -DSPARTA_MPI=ON)",
+      world_.rank, world_.size, world_.launcher);
+#endif
 }
 
 EvalResult Trainer::evaluate() {
@@ -123,13 +249,21 @@ EvalResult Trainer::evaluate() {
   const int64_t n = cfg_.train.eval_batches > 0 ? std::min(cfg_.train.eval_batches, avail) : avail;
   double nats = 0;
   int64_t count = 0;
-  for (int64_t i = 0; i < n; ++i) {
+  // Data-parallel ranks split the batches; the sums are all-reduced.
+  for (int64_t i = dp_comm_->rank(); i < n; i += dp_comm_->size()) {
     val_loader_->eval_batch(i, tokens_.data(), targets_.data());
     int64_t valid = 0;
     for (int32_t t : targets_) valid += t >= 0;
     model_->set_batch(tokens_.data(), targets_.data());
     nats += static_cast<double>(model_->forward_loss()) * static_cast<double>(valid);
     count += valid;
+  }
+  if (dp_comm_->size() > 1) {
+    scalars_[0] = static_cast<float>(nats);
+    scalars_[1] = static_cast<float>(count);
+    dp_comm_->all_reduce(host_scalars(2), parallel::ReduceOp::sum);
+    nats = scalars_[0];
+    count = static_cast<int64_t>(std::llround(scalars_[1]));
   }
   EvalResult r;
   r.tokens = count;
@@ -177,7 +311,9 @@ int64_t Trainer::resume_if_asked() {
     path = *found;
   }
   const auto t0 = Clock::now();
+  optim_->prepare_full_state();  // ZeRO-1: load into full-size moments, then keep the shard
   const auto m = checkpoint::load(path, *model_, optim_.get());
+  optim_->scatter_full_state();
   if (m.step > cfg_.train.steps)
     SPARTA_USAGE_ERROR("checkpoint {} is at step {}, beyond train.steps = {}", path, m.step,
                        cfg_.train.steps);
@@ -200,7 +336,7 @@ RunSummary Trainer::run() {
     SPARTA_USAGE_ERROR("--stop-at-step needs a place to save: give --run-dir or checkpoint.dir");
   sum.start_step = start;
   const double tokens_per_step = static_cast<double>(cfg_.train.batch_size * cfg_.model.seq_len *
-                                                     cfg_.train.grad_accum * world_.size);
+                                                     cfg_.train.grad_accum * dp_comm_->size());
   const EvalResult uni = unigram_baseline();
   sum.unigram_val_loss = uni.loss;
   sum.unigram_val_bpb = uni.bpb;
@@ -260,12 +396,16 @@ RunSummary Trainer::run() {
       info.step = done;
       info.tokens_seen = static_cast<int64_t>(tokens_per_step) * done;
       info.seed = static_cast<uint64_t>(cfg_.train.seed);
-      info.samples_per_step = cfg_.train.batch_size * cfg_.train.grad_accum * world_.size;
+      info.samples_per_step = cfg_.train.batch_size * cfg_.train.grad_accum * dp_comm_->size();
       info.epoch = train_loader_->epoch_of(done, static_cast<int>(cfg_.train.grad_accum));
       info.config_toml = to_toml(cfg_);
       info.tokenizer_path = (fs::path(cfg_.data.dir) / "tokenizer.model").string();
-      const auto saved = checkpoint::save(ckpt_dir, info, *model_, *optim_,
-                                          static_cast<int>(cfg_.checkpoint.keep_last));
+      optim_->gather_full_state(*dp_comm_);  // ZeRO-1: every rank's moments, on every rank
+      checkpoint::SaveResult saved;
+      if (world_.rank == 0)
+        saved = checkpoint::save(ckpt_dir, info, *model_, *optim_,
+                                 static_cast<int>(cfg_.checkpoint.keep_last));
+      world_comm_->barrier();  // nobody runs ahead (or resumes) before the save is complete
       sum.last_checkpoint = saved.path;
       sum.checkpoint_seconds += saved.seconds;
       sum.checkpoint_bytes = saved.bytes;

@@ -12,6 +12,7 @@
 #include "launch/world.h"
 #include "monitoring/metrics_log.h"
 #include "parallel/comm.h"
+#include "parallel/mesh.h"
 #include "trainer/config.h"
 #include "trainer/models/transformer.h"
 #include "trainer/optim/adamw.h"
@@ -20,11 +21,11 @@
 namespace sparta::trainer {
 
 struct RunOptions {
-  std::string run_dir;      // config.toml, metrics.jsonl, checkpoints/ land here ("" : no files)
-  std::string metrics_out;  // JSONL path ("" : <run_dir>/metrics.jsonl when run_dir is set)
-  std::string resume;       // "" : fresh; "auto": newest good checkpoint (fresh if none); a path
+  std::string run_dir;        // config.toml, metrics.jsonl, checkpoints/ land here ("" : no files)
+  std::string metrics_out;    // JSONL path ("" : <run_dir>/metrics.jsonl when run_dir is set)
+  std::string resume;         // "" : fresh; "auto": newest good checkpoint (fresh if none); a path
   int64_t stop_at_step = -1;  // save a checkpoint after this many steps and return
-  bool quiet = false;       // no console output (tests)
+  bool quiet = false;         // no console output (tests)
 };
 
 struct StepResult {
@@ -37,14 +38,14 @@ struct EvalResult {
 };
 
 struct RunSummary {
-  int64_t start_step = 0;  // > 0 after a resume
-  int64_t steps = 0;       // the step count reached
+  int64_t start_step = 0;      // > 0 after a resume
+  int64_t steps = 0;           // the step count reached
   bool stopped_early = false;  // --stop-at-step
   std::string last_checkpoint;
   double final_train_loss = 0, final_val_loss = 0, final_val_bpb = 0;
   double unigram_val_loss = 0, unigram_val_bpb = 0;
   double seconds = 0, tokens_per_s = 0;
-  std::vector<double> losses;  // per step run (from start_step)
+  std::vector<double> losses;     // per step run (from start_step)
   double checkpoint_seconds = 0;  // total time spent saving
   uint64_t checkpoint_bytes = 0;  // size of the last checkpoint
 };
@@ -66,13 +67,20 @@ class Trainer {
 
  private:
   void say(const std::string& line) const;
+  void setup_parallel();
+  kernels::Tensor host_scalars(int64_t n);
   std::string checkpoint_dir() const;
   int64_t resume_if_asked();
 
   Config cfg_;
   RunOptions opt_;
   launch::World world_;
-  std::unique_ptr<parallel::Comm> dp_comm_;
+  std::unique_ptr<parallel::ProcessMesh> mesh_;
+  std::unique_ptr<parallel::Comm> world_comm_, dp_comm_;
+  kernels::Arena grad_shard_;   // ZeRO-1: this rank's block of the reduced gradient
+  std::vector<float> scalars_;  // host scalars for small all-reduces (loss, norm, eval sums)
+  int64_t fail_at_step_ = -1;   // SPARTA_TEST_FAIL: throw at this (0-based) step on this rank
+  bool fail_hang_ = false;      // ... or stop responding there
   double val_bytes_per_token_ = 0;
   std::unique_ptr<data::TokenDataset> train_data_, val_data_;
   std::unique_ptr<data::DataLoader> train_loader_, val_loader_;

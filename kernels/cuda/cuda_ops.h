@@ -15,6 +15,8 @@ namespace sparta::kernels::cuda {
 int device_count();  // 0 when there is no usable GPU or driver (never throws)
 void* malloc_device(int device, size_t bytes);
 void free_device(int device, void* p);
+void* malloc_pinned(size_t bytes);
+void free_pinned(void* p);
 void copy_bytes(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes);
 void zero_bytes(void* p, size_t bytes);
 void synchronize();

@@ -25,6 +25,16 @@ void free_device(int device, void* p) {
   cudaFree(p);  // never throws: called from destructors
 }
 
+void* malloc_pinned(size_t bytes) {
+  void* p = nullptr;
+  SPARTA_CUDA_CHECK(cudaMallocHost(&p, bytes));
+  return p;
+}
+
+void free_pinned(void* p) {
+  cudaFreeHost(p);  // never throws: called from destructors
+}
+
 void copy_bytes(void* dst, bool, const void* src, bool, size_t bytes) {
   SPARTA_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
 }

@@ -15,6 +15,10 @@ void* malloc_device(int, size_t) {
   throw Error(ErrorKind::usage, kMsg);
 }
 void free_device(int, void*) {}
+void* malloc_pinned(size_t) {
+  throw Error(ErrorKind::usage, kMsg);
+}
+void free_pinned(void*) {}
 void copy_bytes(void*, bool, const void*, bool, size_t) {
   throw Error(ErrorKind::usage, kMsg);
 }

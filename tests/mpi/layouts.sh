@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Distributed-runtime tests under mpirun (ctest label mpi): each layout's per-step losses and
+# final parameters against the single-process run of the same model, data and seed; checkpoints
+# saved under one layout resumed under another; the failure protocol (a rank that throws, a rank
+# that hangs: the job ends within a bound, with a message naming the failing rank); layout errors.
+# usage: tests/mpi/layouts.sh BIN_DIR SOURCE_DIR
+set -uo pipefail
+bin=$1
+src=$2
+work=$(mktemp -d /tmp/sparta-mpi.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+# Large message buffers reused instead of re-mmapped (../shared/notes/environment.md 2.2).
+export MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# Data: a small text, prepared once.
+python3 -c "
+import random
+r = random.Random(5)
+w = 'in the beginning god created heaven and earth and the earth was without form and void'.split()
+print('\n'.join(' '.join(r.choice(w) for _ in range(12)) for _ in range(3000)))" > "$work/text.txt"
+"$bin/sparta-prep" --out "$work/data" --input "$work/text.txt" --vocab-size 96 --val-fraction 0.05 \
+  > "$work/prep.log" 2>&1 || { cat "$work/prep.log"; exit 1; }
+
+# tiny model, 10 steps, every step logged; global batch 8 = dp x per-rank batch
+base=(--config "$src/configs/tiny.toml" --set "data.dir=$work/data" --set train.steps=10
+      --set train.eval_every=0 --set train.eval_batches=4 --set train.log_every=1 --set train.threads=1
+      --set checkpoint.keep_last=0)
+train() {  # train NAME NP PER_RANK_BATCH [args...]
+  local name=$1 np=$2 b=$3
+  shift 3
+  local cmd=("$bin/sparta-train" "${base[@]}" --set train.batch_size="$b" --run-dir "$work/$name" "$@")
+  if [ "$np" -gt 1 ]; then cmd=(mpirun -np "$np" "${cmd[@]}"); fi
+  timeout 300 "${cmd[@]}" > "$work/$name.log" 2>&1
+  local rc=$?
+  [ $rc -eq 0 ] || { echo "--- $name (rc $rc)"; tail -20 "$work/$name.log"; }
+  return $rc
+}
+# compare A B TOL: per-step losses (metrics.jsonl) and the final checkpoint's every tensor
+compare() {
+  python3 - "$work/$1" "$work/$2" "$3" <<'PY'
+import array, json, os, struct, sys
+a, b, tol = sys.argv[1], sys.argv[2], float(sys.argv[3])
+def losses(d):
+    return {l["step"]: l["loss"] for l in map(json.loads, open(os.path.join(d, "metrics.jsonl"))) if "loss" in l}
+def tensors(d):
+    c = os.path.join(d, "checkpoints")
+    raw = open(os.path.join(c, open(os.path.join(c, "latest")).read().strip(), "model.safetensors"), "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    out = {}
+    for k, v in json.loads(raw[8:8 + n]).items():
+        if k == "__metadata__": continue
+        x = array.array("f"); x.frombytes(raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]); out[k] = x
+    return out
+la, lb = losses(a), losses(b)
+assert la.keys() == lb.keys() and len(la) >= 10, (sorted(la), sorted(lb))
+worst_loss = max(abs(la[s] - lb[s]) / abs(lb[s]) for s in la)
+ta, tb = tensors(a), tensors(b)
+assert ta.keys() == tb.keys()
+# Parameters: the largest difference in each tensor relative to that tensor's largest value.
+worst, where = 0.0, ""
+for k in ta:
+    scale = max(abs(v) for v in tb[k]) or 1.0
+    d = max(abs(x - y) for x, y in zip(ta[k], tb[k])) / scale
+    if d > worst: worst, where = d, k
+print(f"{os.path.basename(a)} vs {os.path.basename(b)}: per-step loss rel {worst_loss:.2e}, "
+      f"params rel {worst:.2e} ({where})")
+sys.exit(0 if worst_loss <= tol / 10 and worst <= tol else 1)
+PY
+}
+check() {  # check NAME REF TOL
+  if compare "$1" "$2" "$3"; then ok; else bad "$1 differs from $2 beyond $3"; fi
+}
+
+# Single-process references: global batch 8, plain and with gradient noise.
+train ref 1 8 || bad "reference run"
+train ref_noise 1 8 --set noise.enabled=true --set noise.eta=0.01 || bad "noise reference run"
+# Layouts.
+train dp2 2 4 && check dp2 ref 3e-5
+train dp2_zero1 2 4 --set parallel.zero=1 && check dp2_zero1 ref 3e-5
+train dp2_zero1_noise 2 4 --set parallel.zero=1 --set noise.enabled=true --set noise.eta=0.01 &&
+  check dp2_zero1_noise ref_noise 3e-5
+train dp4_zero1 4 2 --set parallel.zero=1 && check dp4_zero1 ref 3e-5
+train dp2_accum 2 2 --set train.grad_accum=2 && check dp2_accum ref 3e-5
+# Resharding: save at dp2 + ZeRO-1 (sharded moments), resume at world 1 and at dp4 + ZeRO-1.
+train stop_dp2 2 4 --set parallel.zero=1 --stop-at-step 5 || bad "stop at dp2"
+for to in 1 4; do
+  rm -rf "$work/resume_$to"
+  cp -r "$work/stop_dp2" "$work/resume_$to"
+  train "resume_$to" "$to" $((8 / to)) --set parallel.zero=$((to > 1 ? 1 : 0)) --resume auto &&
+    check "resume_$to" ref 3e-5
+done
+
+# The failure protocol: rank 1 throws at step 3; rank 0 (waiting in a collective) must say so.
+t0=$(date +%s)
+timeout 120 mpirun -np 2 -x SPARTA_TEST_FAIL=1:3 "$bin/sparta-train" "${base[@]}" --set train.batch_size=4 \
+  > "$work/throw.log" 2>&1
+rc=$?
+took=$(($(date +%s) - t0))
+if [ $rc -eq 1 ] && grep -q "sparta: rank 1 failed: .*injected failure at step 3" "$work/throw.log" &&
+   grep -q "sparta: rank 0: stopping because rank 1 failed: .*injected failure at step 3" "$work/throw.log" &&
+   grep -q "flight recorder of communicator 'dp'" "$work/throw.log" && [ $took -lt 60 ]; then ok
+else bad "throwing rank: rc $rc after ${took}s"; cat "$work/throw.log"; fi
+# A rank that stops responding: the others end the job after parallel.timeout_s.
+t0=$(date +%s)
+timeout 120 mpirun -np 2 -x SPARTA_TEST_FAIL=1:3:hang "$bin/sparta-train" "${base[@]}" --set train.batch_size=4 \
+  --set parallel.timeout_s=3 > "$work/hang.log" 2>&1
+rc=$?
+took=$(($(date +%s) - t0))
+if [ $rc -eq 1 ] && grep -q "sparta: rank 0: all_reduce of .* on communicator 'dp' (collective #[0-9]*) made no progress for 3 s" "$work/hang.log" &&
+   grep -q "IN FLIGHT" "$work/hang.log" && [ $took -lt 60 ]; then ok
+else bad "hanging rank: rc $rc after ${took}s"; cat "$work/hang.log"; fi
+
+# Layout errors: exit 2 with what to change.
+expect_layout() {  # expect_layout NP MESSAGE ARGS...
+  local np=$1 msg=$2
+  shift 2
+  timeout 60 mpirun -np "$np" "$bin/sparta-train" "${base[@]}" "$@" > "$work/layout.log" 2>&1
+  local rc=$?
+  if [ $rc -eq 2 ] && grep -qF -- "$msg" "$work/layout.log"; then ok
+  else bad "layout $*: rc $rc, wanted 2 and '$msg'"; head -5 "$work/layout.log"; fi
+}
+expect_layout 2 "tp x cp x ep x dp = 1 x 1 x 1 x 3 = 3, but the job has 2 ranks: set parallel.dp = 2" --set parallel.dp=3
+expect_layout 2 "tp x cp x ep = 1 x 1 x 3 = 3 does not divide the world size 2" --set parallel.ep=3 --set moe.experts=3
+expect_layout 2 "parallel.tp = 2 must divide model.n_heads = 3" --set parallel.tp=2 --set model.n_heads=3 --set model.d_model=48
+expect_layout 2 "parallel.ep = 2 must divide moe.experts = 3" --set parallel.ep=2 --set moe.experts=3
+expect_layout 2 "parallel.ep = 2 needs an MoE model" --set parallel.ep=2
+expect_layout 2 "parallel.order = \"tp-dp\" must name tp, cp, ep and dp once each" --set parallel.order=tp-dp
+expect_layout 2 "only data parallelism (tp = cp = ep = 1" --set parallel.tp=2
+
+echo "mpi layouts: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

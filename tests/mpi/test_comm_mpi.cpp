@@ -1,0 +1,168 @@
+// Every Comm operation of the MPI communicator against values each rank can compute alone, run
+// under mpirun with 2 and 4 ranks (ctest label mpi): all_reduce sum/avg, reduce_scatter and
+// all_gather with uneven blocks (and in place), all_to_all_v with ragged counts, send/recv,
+// broadcast, barrier, split, the statistics and the flight recorder. The same checks run on
+// SelfComm in one process.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <numeric>
+#include <vector>
+
+#include "kernels/tensor.h"
+#include "parallel/comm.h"
+#include "parallel/mpi_comm.h"
+
+namespace sparta::test {
+namespace {
+
+using kernels::DType;
+using kernels::Tensor;
+using parallel::Comm;
+using parallel::ReduceOp;
+
+std::unique_ptr<Comm> g_world;
+
+Tensor view(std::vector<float>& v) {
+  return Tensor(v.data(), DType::f32, kernels::Device::cpu(), {static_cast<int64_t>(v.size())});
+}
+
+// x_r[i] = 100 r + i: every rank knows every rank's data.
+float value(int r, int64_t i) {
+  return static_cast<float>(100 * r) + static_cast<float>(i);
+}
+
+TEST(MpiComm, AllReduceSumAndAvg) {
+  Comm& c = *g_world;
+  const int P = c.size(), me = c.rank();
+  std::vector<float> a(37), b(37);
+  for (int64_t i = 0; i < 37; ++i)
+    a[static_cast<size_t>(i)] = b[static_cast<size_t>(i)] = value(me, i);
+  c.all_reduce(view(a), ReduceOp::sum);
+  c.all_reduce(view(b), ReduceOp::avg);
+  for (int64_t i = 0; i < 37; ++i) {
+    double s = 0;
+    for (int r = 0; r < P; ++r) s += value(r, i);
+    EXPECT_FLOAT_EQ(a[static_cast<size_t>(i)], static_cast<float>(s));
+    EXPECT_FLOAT_EQ(b[static_cast<size_t>(i)], static_cast<float>(s / P));
+  }
+}
+
+TEST(MpiComm, ReduceScatterAndAllGatherWithUnevenBlocks) {
+  Comm& c = *g_world;
+  const int P = c.size(), me = c.rank();
+  for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{64}, int64_t{1001}}) {
+    std::vector<float> in(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) in[static_cast<size_t>(i)] = value(me, i);
+    const auto [b, e] = Comm::block_range(n, P, me);
+    std::vector<float> out(static_cast<size_t>(std::max<int64_t>(e - b, 0)) + 1);
+    Tensor o(out.data(), DType::f32, kernels::Device::cpu(), {e - b});
+    c.reduce_scatter(o, view(in), ReduceOp::avg);
+    for (int64_t i = b; i < e; ++i) {
+      double s = 0;
+      for (int r = 0; r < P; ++r) s += value(r, i);
+      EXPECT_FLOAT_EQ(out[static_cast<size_t>(i - b)], static_cast<float>(s / P)) << n << " " << i;
+    }
+    // all_gather, in place: each rank's block already sits in `full`.
+    std::vector<float> full(static_cast<size_t>(n), -1.0f);
+    for (int64_t i = b; i < e; ++i) full[static_cast<size_t>(i)] = value(me, i);
+    Tensor f = view(full);
+    c.all_gather(f, f.rows(b, e));
+    for (int r = 0; r < P; ++r) {
+      const auto [rb, re] = Comm::block_range(n, P, r);
+      for (int64_t i = rb; i < re; ++i) EXPECT_EQ(full[static_cast<size_t>(i)], value(r, i));
+    }
+    // and out of place
+    std::vector<float> mine(static_cast<size_t>(e - b) + 1), full2(static_cast<size_t>(n));
+    for (int64_t i = b; i < e; ++i) mine[static_cast<size_t>(i - b)] = value(me, i);
+    c.all_gather(view(full2), Tensor(mine.data(), DType::f32, kernels::Device::cpu(), {e - b}));
+    EXPECT_EQ(full2, full);
+  }
+}
+
+TEST(MpiComm, AllToAllVWithRaggedCounts) {
+  Comm& c = *g_world;
+  const int P = c.size(), me = c.rank();
+  // Rank r sends (r + s + 1) elements to rank s, valued 1000 r + 10 s + k.
+  std::vector<int64_t> sc(static_cast<size_t>(P)), rc(static_cast<size_t>(P));
+  std::vector<float> in, out;
+  for (int s = 0; s < P; ++s) {
+    sc[static_cast<size_t>(s)] = me + s + 1;
+    rc[static_cast<size_t>(s)] = s + me + 1;
+    for (int k = 0; k < me + s + 1; ++k) in.push_back(static_cast<float>(1000 * me + 10 * s + k));
+  }
+  out.assign(static_cast<size_t>(std::accumulate(rc.begin(), rc.end(), int64_t{0})), -1.0f);
+  c.all_to_all_v(view(out), rc, view(in), sc);
+  size_t at = 0;
+  for (int r = 0; r < P; ++r)
+    for (int k = 0; k < r + me + 1; ++k)
+      EXPECT_EQ(out[at++], static_cast<float>(1000 * r + 10 * me + k));
+}
+
+TEST(MpiComm, SendRecvBroadcastBarrierSplit) {
+  Comm& c = *g_world;
+  const int P = c.size(), me = c.rank();
+  // A ring: send to the right, receive from the left (even ranks send first: no deadlock).
+  std::vector<float> s(5, static_cast<float>(me)), r(5, -1.0f);
+  const int right = (me + 1) % P, left = (me + P - 1) % P;
+  if (P == 1) {
+    r = s;  // no peer to talk to
+  } else if (me % 2 == 0) {
+    c.send(view(s), right);
+    c.recv(view(r), left);
+  } else {
+    c.recv(view(r), left);
+    c.send(view(s), right);
+  }
+  for (float x : r) EXPECT_EQ(x, static_cast<float>(left));
+  std::vector<float> bc(3, me == P - 1 ? 42.0f : 0.0f);
+  c.broadcast(view(bc), P - 1);
+  for (float x : bc) EXPECT_EQ(x, 42.0f);
+  c.barrier();
+  // Split into even and odd ranks; reduce within each.
+  auto sub = c.split(me % 2, me, "parity");
+  EXPECT_EQ(sub->size(), (P + 1 - me % 2) / 2);
+  EXPECT_EQ(sub->rank(), me / 2);
+  std::vector<float> one(1, static_cast<float>(me));
+  sub->all_reduce(view(one), ReduceOp::sum);
+  float want = 0;
+  for (int q = me % 2; q < P; q += 2) want += static_cast<float>(q);
+  EXPECT_EQ(one[0], want);
+}
+
+TEST(MpiComm, StatisticsAndFlightRecorder) {
+  Comm& c = *g_world;
+  auto sub = c.split(0, c.rank(), "stats");
+  std::vector<float> v(256, 1.0f);
+  for (int i = 0; i < 3; ++i) sub->all_reduce(view(v), ReduceOp::sum);
+  sub->barrier();
+  EXPECT_EQ(sub->stats(parallel::CollKind::all_reduce).calls, 3);
+  EXPECT_EQ(sub->stats(parallel::CollKind::all_reduce).bytes, 3 * 1024);
+  EXPECT_EQ(sub->stats(parallel::CollKind::barrier).calls, 1);
+  EXPECT_GT(sub->stats(parallel::CollKind::all_reduce).seconds, 0.0);
+  EXPECT_EQ(sub->flight().last_seq(), 4u);
+  const std::string tail = sub->flight().tail(2);
+  EXPECT_NE(tail.find("#3 all_reduce 1024 bytes"), std::string::npos) << tail;
+  EXPECT_NE(tail.find("#4 barrier"), std::string::npos) << tail;
+  EXPECT_EQ(tail.find("IN FLIGHT"), std::string::npos) << tail;
+}
+
+}  // namespace
+}  // namespace sparta::test
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  sparta::parallel::MpiRuntime::init(&argc, &argv);
+  sparta::test::g_world = sparta::parallel::MpiRuntime::world();
+  // Only rank 0 reports; a failure on any rank still fails the test through the exit code.
+  if (sparta::test::g_world->rank() != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  const int rc = RUN_ALL_TESTS();
+  std::vector<float> worst(1, static_cast<float>(rc));
+  sparta::test::g_world->all_reduce(sparta::test::view(worst), sparta::parallel::ReduceOp::sum);
+  sparta::test::g_world.reset();
+  sparta::parallel::MpiRuntime::finalize();
+  return worst[0] > 0 ? 1 : 0;
+}
