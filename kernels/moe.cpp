@@ -48,7 +48,8 @@ void moe_route_backward(Tensor dlogits, Tensor dw, Tensor probs, Tensor idx, Ten
 }
 
 MoeAux moe_aux_losses(Tensor logits, Tensor probs, Tensor idx, std::vector<int64_t>& counts,
-                      Tensor dlogits, float lb_coef, float z_coef, float grad_scale) {
+                      Tensor dlogits, float lb_coef, float z_coef, float grad_scale,
+                      const double* f_global) {
   const int64_t N = probs.dim(0), E = probs.dim(1), K = idx.dim(1);
   check_n("moe_aux_losses", "logits", logits, N * E);
   check_n("moe_aux_losses", "dlogits", dlogits, N * E);
@@ -56,7 +57,7 @@ MoeAux moe_aux_losses(Tensor logits, Tensor probs, Tensor idx, std::vector<int64
   double out[3] = {};
   SPARTA_DISPATCH(probs.device,
                   moe_aux_losses(out, counts.data(), opt(dlogits), logits.f32(), probs.f32(),
-                                 idx.i32(), N, E, K, lb_coef, z_coef, grad_scale));
+                                 idx.i32(), N, E, K, lb_coef, z_coef, grad_scale, f_global));
   return {out[0], out[1], out[2]};
 }
 

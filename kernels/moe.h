@@ -23,15 +23,18 @@ void moe_route_forward(Tensor probs, Tensor idx, Tensor w, Tensor logits);
 void moe_route_backward(Tensor dlogits, Tensor dw, Tensor probs, Tensor idx, Tensor w);
 
 struct MoeAux {
-  double load_balance = 0;  // Switch: E * sum_e f_e * P_e (1 when perfectly balanced)
-  double z = 0;             // mean over tokens of logsumexp(logits)^2
+  double load_balance = 0;    // Switch: E * sum_e f_e * P_e (1 when perfectly balanced)
+  double z = 0;               // mean over tokens of logsumexp(logits)^2
   double router_entropy = 0;  // mean over tokens of -sum_e p_e log p_e (nats)
 };
 // Computes the auxiliary losses and the per-expert assignment counts (counts.size() == E);
 // with dlogits given, adds grad_scale * (lb_coef * dLB + z_coef * dZ) (f_e treated as constant,
-// as in Switch/GShard).
+// as in Switch/GShard). f_global (E values, host) replaces the local assignment fractions f_e:
+// data-parallel ranks pass the fractions of the whole global batch, so that the gradients they
+// average are exactly the single process's (each rank's P_e is its own tokens' mean).
 MoeAux moe_aux_losses(Tensor logits, Tensor probs, Tensor idx, std::vector<int64_t>& counts,
-                      Tensor dlogits, float lb_coef, float z_coef, float grad_scale);
+                      Tensor dlogits, float lb_coef, float z_coef, float grad_scale,
+                      const double* f_global = nullptr);
 
 // Stable counting sort of the (token, slot) pairs by expert. pos[N*K] (i32): the pair's row in
 // the permuted buffer, -1 if dropped by the capacity; row_token[N*K] (i32): the token of each

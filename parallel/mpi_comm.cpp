@@ -362,6 +362,24 @@ void MpiRuntime::fail_job(int exit_code, const std::string& message) {
   abort_now(exit_code);
 }
 
+void MpiRuntime::poll_failures() {
+  if (st().inited) check_notice();
+}
+
+void MpiRuntime::abort_job(int exit_code, const std::string& message) {
+  fmt::print(stderr, "sparta: rank {}: {}\n{}", st().world_rank, message, recorder_tails());
+  if (!st().inited) {
+    std::fflush(stderr);
+    std::_Exit(exit_code);
+  }
+  abort_now(exit_code);
+}
+
+void MpiRuntime::register_recorder(const std::string& name,
+                                   std::shared_ptr<const FlightRecorder> r) {
+  st().recorders.emplace_back(name, std::move(r));
+}
+
 std::unique_ptr<Comm> MpiRuntime::world() {
   SPARTA_CHECK(st().inited, "MpiRuntime::world() before MpiRuntime::init()");
   MPI_Comm c = MPI_COMM_NULL;

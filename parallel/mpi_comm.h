@@ -41,6 +41,12 @@ class MpiRuntime {
   [[noreturn]] static void fail_job(int exit_code, const std::string& message);
   // The world communicator (MPI_COMM_WORLD duplicated, so library traffic never mixes with ours).
   static std::unique_ptr<Comm> world();
+
+  // For other backends' wait loops (NCCL): act on a pending failure notice, if any; end the job
+  // with a diagnosis (every registered flight recorder printed); and register a recorder.
+  static void poll_failures();
+  [[noreturn]] static void abort_job(int exit_code, const std::string& message);
+  static void register_recorder(const std::string& name, std::shared_ptr<const FlightRecorder> r);
 };
 
 }  // namespace sparta::parallel

@@ -201,6 +201,11 @@ std::vector<Key> build_schema() {
           "1: ZeRO-1 (optimizer state sharded over data-parallel ranks)");
   add_real("parallel", "timeout_s", REF(parallel.timeout_s), 1.0, 1e6,
            "seconds a collective may wait before the job is ended with a diagnosis");
+  add_string("parallel", "backend", REF(parallel.backend),
+             "communicator for device tensors: auto (NCCL when training on GPUs), nccl, mpi "
+             "(staged through host memory; one GPU shared by several ranks needs this)");
+  keys.back().kind = Kind::choice;
+  keys.back().choices = {"auto", "nccl", "mpi"};
   add_bool(
       "uoe", "enabled", REF(model.uoe),
       "Union of Experts: selective multi-head attention + union of MLP experts in every layer");

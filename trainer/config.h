@@ -61,6 +61,7 @@ struct ParallelSection {
   std::string order = "tp-cp-ep-dp";
   int64_t zero = 0;         // 1: ZeRO-1, optimizer state sharded over the data-parallel ranks
   double timeout_s = 60.0;  // a collective without progress this long ends the job
+  std::string backend = "auto";  // device tensors: "nccl", "mpi" (staged), "auto" (nccl on GPUs)
 };
 
 struct Config {

@@ -17,6 +17,9 @@
 #ifdef SPARTA_HAVE_MPI
 #include "parallel/mpi_comm.h"
 #endif
+#ifdef SPARTA_HAVE_NCCL
+#include "parallel/nccl_comm.h"
+#endif
 #include "trainer/checkpoint/checkpoint.h"
 
 namespace sparta::trainer {
@@ -44,6 +47,21 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
                          k::cuda_device_count() == 0 ? " (or this build has no CUDA)" : "");
     device = k::Device::cuda(world_.local_rank % k::cuda_device_count());
   }
+  // Device tensors (gradients, parameters, moments) go through NCCL when training on GPUs;
+  // host scalars (loss, norms, evaluation sums) always through MPI.
+  grad_comm_ = dp_comm_.get();
+  const std::string& backend = cfg_.parallel.backend;
+  if (backend == "nccl" && !device.is_cuda())
+    SPARTA_USAGE_ERROR("parallel.backend = \"nccl\" needs train.device = \"cuda\"");
+  if (device.is_cuda() && dp_comm_->size() > 1 && backend != "mpi") {
+#ifdef SPARTA_HAVE_NCCL
+    nccl_dp_ = parallel::make_nccl_comm(*dp_comm_, device.index, "dp");
+    grad_comm_ = nccl_dp_.get();
+#else
+    if (backend == "nccl")
+      SPARTA_USAGE_ERROR("parallel.backend = \"nccl\", but this sparta was built without NCCL");
+#endif
+  }
 
   const data::PrepSummary meta = data::read_meta(cfg_.data.dir);
   if (cfg_.model.vocab_size == 0) cfg_.model.vocab_size = meta.vocab_size;
@@ -62,6 +80,7 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
       std::make_unique<data::DataLoader>(*train_data_, B, seed, dp_comm_->rank(), dp_comm_->size());
   val_loader_ = std::make_unique<data::DataLoader>(*val_data_, B, seed);
   model_ = std::make_unique<models::Transformer>(cfg_.model, static_cast<int>(B), device, seed);
+  if (dp_comm_->size() > 1) model_->set_data_parallel(dp_comm_.get());
   const AdamWConfig acfg{cfg_.optim.beta1, cfg_.optim.beta2, cfg_.optim.eps,
                          cfg_.optim.weight_decay};
   if (cfg_.parallel.zero == 1) {
@@ -137,7 +156,7 @@ StepResult Trainer::step(int64_t step) {
                cfg_.optim.min_lr_ratio);
   // Spec order: reduction, then global-norm clip, then noise, then the optimizer.
   if (!optim_->sharded()) {
-    dp_comm_->all_reduce(model_->flat_grads(), parallel::ReduceOp::avg);
+    grad_comm_->all_reduce(model_->flat_grads(), parallel::ReduceOp::avg);
     const GradPost g =
         clip_and_noise(model_->params(), model_->flat_grads(), cfg_.optim.clip_norm, noise_, step);
     r.grad_norm = g.norm;
@@ -149,7 +168,7 @@ StepResult Trainer::step(int64_t step) {
   // then the blocks are all-gathered. The norm is the all-reduced sum of the blocks' squares;
   // the noise is keyed by (parameter, element), so a block gets exactly the elements' noise.
   const k::Tensor gs = grad_shard_.flat_f32().rows(0, optim_->shard_end() - optim_->shard_begin());
-  dp_comm_->reduce_scatter(gs, model_->flat_grads(), parallel::ReduceOp::avg);
+  grad_comm_->reduce_scatter(gs, model_->flat_grads(), parallel::ReduceOp::avg);
   scalars_[0] = gs.numel() > 0 ? static_cast<float>(k::sum_squares(gs)) : 0.0f;
   dp_comm_->all_reduce(host_scalars(1), parallel::ReduceOp::sum);
   r.grad_norm = std::sqrt(static_cast<double>(scalars_[0]));
@@ -171,7 +190,7 @@ StepResult Trainer::step(int64_t step) {
   }
   optim_->step(r.lr, opt_scale, step + 1, gs);
   const k::Tensor fp = model_->flat_params();
-  dp_comm_->all_gather(fp, fp.rows(optim_->shard_begin(), optim_->shard_end()));
+  grad_comm_->all_gather(fp, fp.rows(optim_->shard_begin(), optim_->shard_end()));
   return r;
 }
 
@@ -400,7 +419,7 @@ RunSummary Trainer::run() {
       info.epoch = train_loader_->epoch_of(done, static_cast<int>(cfg_.train.grad_accum));
       info.config_toml = to_toml(cfg_);
       info.tokenizer_path = (fs::path(cfg_.data.dir) / "tokenizer.model").string();
-      optim_->gather_full_state(*dp_comm_);  // ZeRO-1: every rank's moments, on every rank
+      optim_->gather_full_state(*grad_comm_);  // ZeRO-1: every rank's moments, on every rank
       checkpoint::SaveResult saved;
       if (world_.rank == 0)
         saved = checkpoint::save(ckpt_dir, info, *model_, *optim_,
@@ -424,12 +443,20 @@ RunSummary Trainer::run() {
   sum.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   sum.tokens_per_s = tokens_per_step * static_cast<double>(s - start) / sum.seconds;
   sum.final_train_loss = sum.losses.empty() ? 0 : sum.losses.back();
+  for (const parallel::Comm* c : {dp_comm_.get(), nccl_dp_.get()})
+    if (c)
+      for (size_t kind = 0; kind < parallel::kCollKinds; ++kind)
+        sum.comm_seconds += c->stats(static_cast<parallel::CollKind>(kind)).seconds;
+  const std::string comm =
+      dp_comm_->size() > 1 ? fmt::format(" | {} ranks, communication {:.1f} % of the run",
+                                         dp_comm_->size(), 100.0 * sum.comm_seconds / sum.seconds)
+                           : "";
   say(fmt::format(
       "done: {} steps, {:.0f} tokens in {} ({:.0f} tok/s) | train loss {:.4f} | val loss "
-      "{:.4f} ({:.3f} bits/byte) vs unigram {:.4f} ({:.3f} bits/byte)",
+      "{:.4f} ({:.3f} bits/byte) vs unigram {:.4f} ({:.3f} bits/byte){}",
       steps, tokens_per_step * static_cast<double>(steps), monitoring::format_duration(sum.seconds),
       sum.tokens_per_s, sum.final_train_loss, sum.final_val_loss, sum.final_val_bpb, uni.loss,
-      uni.bpb));
+      uni.bpb, comm));
   return sum;
 }
 

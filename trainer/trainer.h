@@ -45,6 +45,7 @@ struct RunSummary {
   double final_train_loss = 0, final_val_loss = 0, final_val_bpb = 0;
   double unigram_val_loss = 0, unigram_val_bpb = 0;
   double seconds = 0, tokens_per_s = 0;
+  double comm_seconds = 0;        // time inside data-parallel collectives (this rank)
   std::vector<double> losses;     // per step run (from start_step)
   double checkpoint_seconds = 0;  // total time spent saving
   uint64_t checkpoint_bytes = 0;  // size of the last checkpoint
@@ -76,8 +77,9 @@ class Trainer {
   RunOptions opt_;
   launch::World world_;
   std::unique_ptr<parallel::ProcessMesh> mesh_;
-  std::unique_ptr<parallel::Comm> world_comm_, dp_comm_;
-  kernels::Arena grad_shard_;   // ZeRO-1: this rank's block of the reduced gradient
+  std::unique_ptr<parallel::Comm> world_comm_, dp_comm_, nccl_dp_;
+  parallel::Comm* grad_comm_ = nullptr;  // device tensors: nccl_dp_ or dp_comm_
+  kernels::Arena grad_shard_;            // ZeRO-1: this rank's block of the reduced gradient
   std::vector<float> scalars_;  // host scalars for small all-reduces (loss, norm, eval sums)
   int64_t fail_at_step_ = -1;   // SPARTA_TEST_FAIL: throw at this (0-based) step on this rank
   bool fail_hang_ = false;      // ... or stop responding there

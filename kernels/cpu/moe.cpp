@@ -67,7 +67,7 @@ void moe_route_backward(float* dz, const float* g, const float* p, const int32_t
 
 void moe_aux_losses(double* out3, int64_t* counts, float* dz, const float* z, const float* p,
                     const int32_t* ix, int64_t N, int64_t E, int64_t K, float lb_coef, float z_coef,
-                    float grad_scale) {
+                    float grad_scale, const double* f_global) {
   SPARTA_CHECK(E <= kMaxExperts, "moe_aux_losses: {} experts > {}", E, kMaxExperts);
   std::fill(counts, counts + E, 0);
   for (int64_t i = 0; i < N * K; ++i) ++counts[ix[i]];
@@ -81,7 +81,8 @@ void moe_aux_losses(double* out3, int64_t* counts, float* dz, const float* z, co
     }
   double lb = 0, zl = 0;
   for (int64_t e = 0; e < E; ++e) {
-    const double f = static_cast<double>(counts[e]) / static_cast<double>(N * K);
+    const double f =
+        f_global ? f_global[e] : static_cast<double>(counts[e]) / static_cast<double>(N * K);
     lb += static_cast<double>(E) * f * P[e] / static_cast<double>(N);
     gpe[e] = lb_coef * static_cast<double>(E) * f / static_cast<double>(N);  // dLB/dp_{n,e}
   }

@@ -272,7 +272,7 @@ void moe_route_backward(float* dlogits, const float* dw, const float* probs, con
 
 void moe_aux_losses(double* out3, int64_t* counts_host, float* dlogits, const float* logits,
                     const float* probs, const int32_t* idx, int64_t N, int64_t E, int64_t K,
-                    float lb_coef, float z_coef, float grad_scale) {
+                    float lb_coef, float z_coef, float grad_scale, const double* f_global) {
   if (E > kMaxExperts) fail(__FILE__, __LINE__, "moe_aux_losses", "more than 1024 experts");
   // Scratch layout: colsum[E] | gpe[E] | lse2[N] | ent[N] (doubles) | counts[E] (int64).
   auto* base = static_cast<double*>(scratch(static_cast<size_t>(2 * E + 2 * N) * sizeof(double) +
@@ -287,7 +287,9 @@ void moe_aux_losses(double* out3, int64_t* counts_host, float* dlogits, const fl
   double lb = 0;
   for (int64_t e = 0; e < E; ++e) {
     counts_host[e] = hc[static_cast<size_t>(e)];
-    const double f = static_cast<double>(hc[static_cast<size_t>(e)]) / static_cast<double>(N * K);
+    const double f =
+        f_global ? f_global[e]
+                 : static_cast<double>(hc[static_cast<size_t>(e)]) / static_cast<double>(N * K);
     lb += static_cast<double>(E) * f * hs[static_cast<size_t>(e)] / static_cast<double>(N);
     hg[static_cast<size_t>(e)] = lb_coef * static_cast<double>(E) * f / static_cast<double>(N);
   }

@@ -35,8 +35,8 @@ cmake -S . -B build-gpu "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DSPARTA_CUDA=ON 
   > "$OUT/configure.log" 2>&1 \
   || { stamp "configure FAILED"; tail -30 "$OUT/configure.log"; exit 1; }
 stamp "configured"
-cmake --build build-gpu -j16 --target sparta-train test_ops_cuda test_model_cuda test_moe_cuda \
-  test_uoe_cuda > "$OUT/build.log" 2>&1 || { stamp "build FAILED"; grep -m20 -B2 -A8 error "$OUT/build.log"; exit 1; }
+cmake --build build-gpu -j16 > "$OUT/build.log" 2>&1 ||
+  { stamp "build FAILED"; grep -m20 -B2 -A8 error "$OUT/build.log"; exit 1; }
 stamp "built ($(grep -c 'warning:' "$OUT/build.log") warnings)"
 grep -m10 -A3 'warning:' "$OUT/build.log"
 
@@ -44,8 +44,32 @@ grep -m10 -A3 'warning:' "$OUT/build.log"
 stamp "ctest -L gpu: $(grep -E 'tests passed|tests failed' "$OUT/ctest-gpu.log")"
 grep -E "Failure|FAILED|rel_err|Expected|Which is|evaluates" "$OUT/ctest-gpu.log" | head -40
 
+# Distributed runtime on the one GPU: the MPI tests (several ranks, device tensors staged through
+# the host), the NCCL-vs-raw and MPI-vs-raw collective benchmark, and 2 ranks sharing the GPU
+# (backend mpi) against one process on it.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+(cd build-gpu && ctest -L mpi --output-on-failure --timeout 300) > "$OUT/ctest-mpi.log" 2>&1
+stamp "ctest -L mpi: $(grep -E 'tests passed|tests failed' "$OUT/ctest-mpi.log")"
+grep -E " vs |FAIL" "$OUT/ctest-mpi.log" | head -20
+timeout 60 mpirun -np 1 build-gpu/bin/comm_bench --max-mib 256 > "$OUT/comm-bench-np1.txt" 2>&1
+timeout 60 mpirun -np 2 build-gpu/bin/comm_bench --max-mib 64 > "$OUT/comm-bench-np2.txt" 2>&1
+stamp "comm_bench: $(grep -c '^| nccl' "$OUT/comm-bench-np1.txt") nccl rows, $(grep -c '^| mpi' "$OUT/comm-bench-np2.txt") mpi rows (np 2)"
+if [ -d data/default ]; then
+  common=(--set train.device=cuda --set train.steps=20 --set train.log_every=1 --set train.eval_every=0 --set train.eval_batches=4)
+  timeout 120 build-gpu/bin/sparta-train "${common[@]}" --set train.batch_size=16 --metrics-out "$OUT/dp1.jsonl" > "$OUT/dp1.log" 2>&1
+  timeout 120 mpirun -np 2 build-gpu/bin/sparta-train "${common[@]}" --set train.batch_size=8 \
+    --set parallel.backend=mpi --set parallel.zero=1 --metrics-out "$OUT/dp2.jsonl" > "$OUT/dp2.log" 2>&1
+  python3 - "$OUT/dp1.jsonl" "$OUT/dp2.jsonl" <<'PY' | tee -a "$OUT/summary.txt"
+import json, sys
+a, b = ([l["loss"] for l in map(json.loads, open(p)) if "loss" in l] for p in sys.argv[1:3])
+print(f"GPU dp2 (mpi, zero1) vs one process: {len(a)}/{len(b)} steps, max rel loss diff "
+      f"{max(abs(x - y) / abs(x) for x, y in zip(a, b)):.2e}")
+PY
+fi
+
+# Model throughput and the PyTorch peer (SPARTA_DEVICE_STEPS=0 skips them).
 steps=${SPARTA_DEVICE_STEPS:-300}
-for model in dense rmoe uoe; do
+[ "$steps" -gt 0 ] && for model in dense rmoe uoe; do
   cfg=(); [ "$model" != dense ] && cfg=(--config "configs/$model.toml")
   timeout 150 build-gpu/bin/sparta-train "${cfg[@]}" --set train.device=cuda --set train.steps="$steps" \
     --set train.eval_every=0 --set train.log_every=50 --run-dir "/tmp/run-$model" \
@@ -53,7 +77,7 @@ for model in dense rmoe uoe; do
   stamp "train $model (rc $?): $(grep -E '^done:|error' "$OUT/train-$model.log" | head -2)"
 done
 
-if [ -d data/default ]; then
+if [ -d data/default ] && [ "$steps" -gt 0 ]; then
   PYTHONUNBUFFERED=1 timeout 120 python3 bench/pytorch_same_model.py > "$OUT/peer.log" 2>&1
   stamp "pytorch peer (rc $?): $(tail -3 "$OUT/peer.log" | tr '\n' ' ')"
 fi

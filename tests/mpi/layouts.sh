@@ -86,6 +86,13 @@ train dp2_zero1_noise 2 4 --set parallel.zero=1 --set noise.enabled=true --set n
   check dp2_zero1_noise ref_noise 3e-5
 train dp4_zero1 4 2 --set parallel.zero=1 && check dp4_zero1 ref 3e-5
 train dp2_accum 2 2 --set train.grad_accum=2 && check dp2_accum ref 3e-5
+# MoE and RMoE (dropless): the load-balance loss sees the global batch's expert fractions.
+moe=(--set moe.experts=4 --set moe.top_k=2 --set moe.aux_loss_coef=0.1)
+rmoe=("${moe[@]}" --set moe.router=gru --set moe.gru_dim=8)
+train ref_moe 1 8 "${moe[@]}" || bad "MoE reference run"
+train dp2_moe 2 4 "${moe[@]}" && check dp2_moe ref_moe 3e-5
+train ref_rmoe 1 8 "${rmoe[@]}" || bad "RMoE reference run"
+train dp2_rmoe_zero1 2 4 "${rmoe[@]}" --set parallel.zero=1 && check dp2_rmoe_zero1 ref_rmoe 3e-5
 # Resharding: save at dp2 + ZeRO-1 (sharded moments), resume at world 1 and at dp4 + ZeRO-1.
 train stop_dp2 2 4 --set parallel.zero=1 --stop-at-step 5 || bad "stop at dp2"
 for to in 1 4; do

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <vector>
 
+#include "kernels/arena.h"
 #include "kernels/tensor.h"
 #include "parallel/comm.h"
 #include "parallel/mpi_comm.h"
@@ -145,6 +146,46 @@ TEST(MpiComm, StatisticsAndFlightRecorder) {
   EXPECT_NE(tail.find("#3 all_reduce 1024 bytes"), std::string::npos) << tail;
   EXPECT_NE(tail.find("#4 barrier"), std::string::npos) << tail;
   EXPECT_EQ(tail.find("IN FLIGHT"), std::string::npos) << tail;
+}
+
+// Device tensors through the MPI communicator (staged through pinned host buffers): what the
+// GPU machine runs with several ranks on its one GPU. Skipped without a GPU.
+TEST(MpiComm, DeviceTensorsAreStagedThroughTheHost) {
+  if (!kernels::cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  Comm& c = *g_world;
+  const int P = c.size(), me = c.rank();
+  const int64_t n = 1000;
+  const kernels::Device dev = kernels::Device::cuda(0);
+  auto on_device = [&](std::vector<float>& h) {
+    Tensor t(kernels::device_malloc(dev, h.size() * sizeof(float)), DType::f32, dev,
+             {static_cast<int64_t>(h.size())});
+    kernels::copy(t, view(h));
+    return t;
+  };
+  auto back = [&](Tensor t) {
+    std::vector<float> h(static_cast<size_t>(t.numel()));
+    kernels::copy(view(h), t);
+    kernels::device_free(dev, t.data);
+    return h;
+  };
+  std::vector<float> x(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) x[static_cast<size_t>(i)] = value(me, i);
+  Tensor d = on_device(x);
+  c.all_reduce(d, ReduceOp::sum);
+  const std::vector<float> sum = back(d);
+  for (int64_t i = 0; i < n; ++i) {
+    double s = 0;
+    for (int r = 0; r < P; ++r) s += value(r, i);
+    EXPECT_FLOAT_EQ(sum[static_cast<size_t>(i)], static_cast<float>(s));
+  }
+  // reduce_scatter into a device block, then all_gather it back in place on the device.
+  Tensor full = on_device(x);
+  const auto [b, e] = Comm::block_range(n, P, me);
+  c.reduce_scatter(full.rows(b, e), full, ReduceOp::sum);
+  c.all_gather(full, full.rows(b, e));
+  const std::vector<float> g = back(full);
+  for (int64_t i = 0; i < n; ++i)
+    EXPECT_FLOAT_EQ(g[static_cast<size_t>(i)], sum[static_cast<size_t>(i)]);
 }
 
 }  // namespace

@@ -236,6 +236,7 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
       m.act = f32({N * K, Fe});
       m.outp = f32({N * K, C});
       m.offsets.assign(static_cast<size_t>(E + 1), 0);
+      m.f_global.assign(static_cast<size_t>(E), 0.0);
       if (gru) {
         m.xg = f32({N, P});
         m.gi = f32({N, 3 * P});
@@ -286,6 +287,7 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
     g_dact_ = f32({N * K, Fe});
     g_dxp_ = f32({N * K, C});
     moe_counts_.assign(static_cast<size_t>(E), 0);
+    global_counts_.assign(static_cast<size_t>(E), 0);
     if (gru) {
       gru_h0_ = f32({N, P});  // zero: the arena is zero-filled and nothing writes it
       g_gru_dh_ = f32({N, P});
@@ -469,6 +471,7 @@ void Transformer::forward_hidden() {
 
 void Transformer::next_token_logits(int64_t row, float* host_logits) {
   SPARTA_CHECK(row >= 0 && row < fin_out_.dim(0), "row {} outside [0, {})", row, fin_out_.dim(0));
+  training_forward_ = false;
   forward_hidden();
   k::matmul_forward(logit_row_, fin_out_.rows(row, row + 1), head_);
   Tensor h = logit_row_;
@@ -520,7 +523,24 @@ void Transformer::moe_forward(const LayerParams& p, LayerActs& a, Tensor x, MoeL
     if (r1 > r0) k::matmul_forward(m.outp.rows(r0, r1), m.act.rows(r0, r1), expert(p.wout, e));
   }
   k::moe_combine_forward(a.mlp_out, m.outp, m.w, m.pos);
-  const auto aux = k::moe_aux_losses(m.logits, m.probs, m.idx, st.expert_tokens, Tensor(), 0, 0, 0);
+  auto aux = k::moe_aux_losses(m.logits, m.probs, m.idx, st.expert_tokens, Tensor(), 0, 0, 0);
+  m.use_f_global = dp_ != nullptr && dp_->size() > 1 && training_forward_;
+  if (m.use_f_global) {
+    for (int64_t e = 0; e < E; ++e)
+      global_counts_[static_cast<size_t>(e)] =
+          static_cast<int32_t>(st.expert_tokens[static_cast<size_t>(e)]);
+    dp_->all_reduce(Tensor(global_counts_.data(), DType::i32, k::Device::cpu(), {E}),
+                    parallel::ReduceOp::sum);
+    const double assignments = static_cast<double>(N * K * dp_->size());
+    for (int64_t e = 0; e < E; ++e) {
+      const auto c = global_counts_[static_cast<size_t>(e)];
+      st.expert_tokens[static_cast<size_t>(e)] = c;
+      m.f_global[static_cast<size_t>(e)] = static_cast<double>(c) / assignments;
+    }
+    // Reported value: the global fractions with this rank's mean probabilities.
+    aux = k::moe_aux_losses(m.logits, m.probs, m.idx, moe_counts_, Tensor(), 0, 0, 0,
+                            m.f_global.data());
+  }
   st.load_balance_loss = aux.load_balance;
   st.z_loss = aux.z;
   st.router_entropy = aux.router_entropy;
@@ -560,7 +580,8 @@ void Transformer::moe_backward(const LayerParams& p, const LayerActs& a, Tensor 
   k::moe_route_backward(g_dlogits_, g_dw_, m.probs, m.idx, m.w);
   k::moe_aux_losses(m.logits, m.probs, m.idx, moe_counts_, g_dlogits_,
                     static_cast<float>(cfg_.moe_aux_loss_coef),
-                    static_cast<float>(cfg_.moe_z_loss_coef), grad_scale_);
+                    static_cast<float>(cfg_.moe_z_loss_coef), grad_scale_,
+                    m.use_f_global ? m.f_global.data() : nullptr);
   if (p.wgproj.empty()) {
     k::matmul_backward(dx, p.dwrouter, g_dlogits_, x, p.wrouter);
     return;
@@ -752,6 +773,7 @@ void Transformer::uoe_mlp_backward(const LayerParams& p, const LayerActs& a, Ten
 
 float Transformer::forward(bool with_backward, float grad_scale) {
   grad_scale_ = grad_scale;
+  training_forward_ = with_backward;
   forward_hidden();
   const float denom = static_cast<float>(valid_targets_ > 0 ? valid_targets_ : 1);
 

@@ -15,6 +15,7 @@
 
 #include "kernels/arena.h"
 #include "kernels/uoe.h"
+#include "parallel/comm.h"
 #include "trainer/models/model_config.h"
 
 namespace sparta::models {
@@ -66,6 +67,12 @@ class Transformer {
   Tensor flat_grads() const { return grad_arena_.flat_f32(); }
   size_t activation_bytes() const { return act_arena_.used(); }
   size_t param_bytes() const { return param_arena_.used(); }
+
+  // Data parallelism: with a communicator of several ranks, training forwards all-reduce the MoE
+  // routers' expert counts so that the load-balance loss uses the whole global batch's
+  // assignment fractions (the averaged gradients then equal one process's). Evaluation forwards
+  // stay local (ranks may run different numbers of them). Not owned; null: one process.
+  void set_data_parallel(parallel::Comm* dp) { dp_ = dp; }
 
   // Copies a micro-batch (host arrays of B*T tokens and targets; a target < 0 is ignored) to the
   // model's device. The loss is the mean over the positions with a target.
@@ -135,6 +142,9 @@ class Transformer {
     // RMoE: projected input, gate pre-activations, saved gates, the new state; h_prev is the
     // previous MoE layer's h (or the zero state).
     Tensor xg, gi, gh, gates, h_state, h_prev;
+    // Data parallel: the global batch's assignment fraction of each expert (used when set).
+    std::vector<double> f_global;
+    bool use_f_global = false;
   };
   struct LayerActs {
     Tensor out;                                  // [N,C] the layer's output = next layer's input
@@ -197,8 +207,11 @@ class Transformer {
   Tensor uoe_ones_a_, uoe_ones_m_;
   int64_t uoe_Ta_ = 0, uoe_Tm_ = 0, uoe_Gm_ = 0;  // planned slots (SMHA: max), MLP groups
   Tensor g_u_xs_, g_u_y_, g_u_qkv_, g_u_q_, g_u_k_, g_u_v_, g_u_o_, g_u_att_, g_u_h_, g_u_act_;
-  std::vector<int64_t> moe_counts_;  // scratch for moe_aux_losses
-  float grad_scale_ = 1.0f;          // of the running forward_backward (aux-loss gradients)
+  std::vector<int64_t> moe_counts_;     // scratch for moe_aux_losses
+  float grad_scale_ = 1.0f;             // of the running forward_backward (aux-loss gradients)
+  parallel::Comm* dp_ = nullptr;        // set_data_parallel
+  bool training_forward_ = false;       // the running forward is forward_backward's
+  std::vector<int32_t> global_counts_;  // scratch for the counts all-reduce
   std::vector<float> host_losses_;
   int64_t valid_targets_ = -1;
 };
