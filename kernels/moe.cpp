@@ -97,6 +97,31 @@ void moe_combine_backward(Tensor doutp, Tensor dw, Tensor dy, Tensor outp, Tenso
                                                   w.f32(), pos.i32(), N, K, C));
 }
 
+void grouped_matmul_forward(Tensor out, Tensor inp, Tensor weight,
+                            const std::vector<int64_t>& offsets) {
+  const int64_t E = weight.dim(0), OC = weight.dim(1), IC = weight.dim(2);
+  SPARTA_CHECK(weight.ndim == 3 && static_cast<int64_t>(offsets.size()) == E + 1 &&
+                   inp.dim(-1) == IC && out.dim(-1) == OC && offsets.back() * IC <= inp.numel() &&
+                   offsets.back() * OC <= out.numel(),
+               "grouped_matmul_forward: out {} inp {} weight {} with {} offsets", out.shape_str(),
+               inp.shape_str(), weight.shape_str(), offsets.size());
+  SPARTA_DISPATCH(inp.device, grouped_matmul_forward(out.f32(), inp.f32(), weight.f32(),
+                                                     offsets.data(), E, IC, OC));
+}
+
+void grouped_matmul_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight,
+                             const std::vector<int64_t>& offsets) {
+  const int64_t E = weight.dim(0), OC = weight.dim(1), IC = weight.dim(2);
+  SPARTA_CHECK(weight.ndim == 3 && static_cast<int64_t>(offsets.size()) == E + 1 &&
+                   inp.dim(-1) == IC && dout.dim(-1) == OC,
+               "grouped_matmul_backward: dout {} inp {} weight {}", dout.shape_str(),
+               inp.shape_str(), weight.shape_str());
+  check_n("grouped_matmul_backward", "dweight", dweight, weight.numel());
+  SPARTA_DISPATCH(inp.device,
+                  grouped_matmul_backward(opt(dinp), opt(dweight), dout.f32(), inp.f32(),
+                                          weight.f32(), offsets.data(), E, IC, OC));
+}
+
 void gru_cell_forward(Tensor h, Tensor saved, Tensor gi, Tensor gh, Tensor b_ih, Tensor b_hh,
                       Tensor h_prev) {
   const int64_t P = h.dim(-1), N = h.numel() / P;

@@ -51,6 +51,15 @@ void moe_combine_forward(Tensor y, Tensor outp, Tensor w, Tensor pos);
 // doutp[pos[n,k]] += w[n,k] * dy[n]; dw[n,k] += <dy[n], outp[pos[n,k]]> (dw may be empty).
 void moe_combine_backward(Tensor doutp, Tensor dw, Tensor dy, Tensor outp, Tensor w, Tensor pos);
 
+// All experts' GEMMs in one call (CPU: BLAS per expert; CUDA: one cublasSgemmGroupedBatched):
+// out rows [offsets[e], offsets[e+1]) = inp rows times weight[e]^T, weight [E, OC, IC]; offsets
+// (E + 1, host) as moe_permute returns them. Backward: dinp += dout W_e, dweight[e] += dout^T inp
+// over each expert's rows (either may be empty).
+void grouped_matmul_forward(Tensor out, Tensor inp, Tensor weight,
+                            const std::vector<int64_t>& offsets);
+void grouped_matmul_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight,
+                             const std::vector<int64_t>& offsets);
+
 // GRU cell (PyTorch's gate order r, z, n) for the RMoE router, one row per token:
 //   r = sigma(gi_r + b_ih_r + gh_r + b_hh_r)        z = sigma(gi_z + b_ih_z + gh_z + b_hh_z)
 //   n = tanh(gi_n + b_ih_n + r * (gh_n + b_hh_n))    h = (1 - z) * n + z * h_prev

@@ -4,8 +4,10 @@
 #include <cstdint>
 
 #include "kernels/check.h"
+#include "kernels/op_types.h"
 
 namespace sparta::kernels::cpu {
+#include "kernels/backend_ops.inc"
 #include "kernels/moe_backend.inc"
 
 namespace {
@@ -190,6 +192,24 @@ void moe_combine_backward(float* doutp, float* dw, const float* dy, const float*
       }
       if (dw) dw[n * K + k] += static_cast<float>(dot);
     }
+}
+
+void grouped_matmul_forward(float* out, const float* inp, const float* w, const int64_t* off,
+                            int64_t E, int64_t IC, int64_t OC) {
+  for (int64_t e = 0; e < E; ++e)
+    if (off[e + 1] > off[e])
+      matmul_forward(out + off[e] * OC, inp + off[e] * IC, w + e * OC * IC, off[e + 1] - off[e], IC,
+                     OC);
+}
+
+void grouped_matmul_backward(float* dinp, float* dw, const float* dout, const float* inp,
+                             const float* w, const int64_t* off, int64_t E, int64_t IC,
+                             int64_t OC) {
+  for (int64_t e = 0; e < E; ++e)
+    if (off[e + 1] > off[e])
+      matmul_backward(dinp ? dinp + off[e] * IC : nullptr, dw ? dw + e * OC * IC : nullptr,
+                      dout + off[e] * OC, inp + off[e] * IC, w + e * OC * IC, off[e + 1] - off[e],
+                      IC, OC);
 }
 
 void gru_cell_forward(float* h, float* saved, const float* a, const float* b, const float* bi,

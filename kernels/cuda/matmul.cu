@@ -1,8 +1,13 @@
 // GEMM through cuBLASLt. fp32 in/out with CUBLAS_COMPUTE_32F (no TF32): the reference-precision
 // path the CPU oracle can check to ~1e-5. A bf16 path is a later, separately tested addition.
+#include <cublas_v2.h>
+
+#include <vector>
+
 #include "kernels/cuda/common.cuh"
 
 namespace sparta::kernels::cuda {
+#include "kernels/moe_backend.inc"
 
 namespace {
 struct Lt {
@@ -73,6 +78,95 @@ void matmul_backward(float* dinp, float* dw, const float* dout, const float* inp
                      int64_t N, int64_t IC, int64_t OC) {
   if (dinp) gemm(false, false, N, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
   if (dw) gemm(true, false, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
+}
+
+namespace {
+cublasHandle_t blas() {
+  static cublasHandle_t h = [] {
+    cublasHandle_t x = nullptr;
+    SPARTA_CUBLAS_CHECK(cublasCreate(&x));
+    // Default math mode: fp32 without TF32, like the cuBLASLt path.
+    return x;
+  }();
+  return h;
+}
+
+// One cublasSgemmGroupedBatched call, one group per non-empty expert (each has its own row count),
+// in the column-major form of the row-major products (see gemm()). The problem sizes live on the
+// host, the matrix pointers in a device array (cuBLAS's contract for batched pointer arrays).
+struct Grouped {
+  std::vector<cublasOperation_t> ta, tb;
+  std::vector<int> m, n, k, lda, ldb, ldc, size;
+  std::vector<float> alpha, beta;
+  std::vector<const float*> A, B;
+  std::vector<float*> C;
+  void add(bool a_t, bool b_t, int64_t mm, int64_t nn, int64_t kk, const float* a, int64_t la,
+           const float* b, int64_t lb, float bt, float* c, int64_t lc) {
+    ta.push_back(a_t ? CUBLAS_OP_T : CUBLAS_OP_N);
+    tb.push_back(b_t ? CUBLAS_OP_T : CUBLAS_OP_N);
+    m.push_back(static_cast<int>(mm));
+    n.push_back(static_cast<int>(nn));
+    k.push_back(static_cast<int>(kk));
+    lda.push_back(static_cast<int>(la));
+    ldb.push_back(static_cast<int>(lb));
+    ldc.push_back(static_cast<int>(lc));
+    size.push_back(1);
+    alpha.push_back(1.0f);
+    beta.push_back(bt);
+    A.push_back(a);
+    B.push_back(b);
+    C.push_back(c);
+  }
+  void run() {
+    const size_t g = ta.size();
+    if (g == 0) return;
+    auto** ptrs = static_cast<void**>(scratch(3 * g * sizeof(void*)));
+    std::vector<const void*> host(3 * g);
+    for (size_t i = 0; i < g; ++i) {
+      host[i] = A[i];
+      host[g + i] = B[i];
+      host[2 * g + i] = C[i];
+    }
+    SPARTA_CUDA_CHECK(
+        cudaMemcpy(ptrs, host.data(), host.size() * sizeof(void*), cudaMemcpyHostToDevice));
+    SPARTA_CUBLAS_CHECK(cublasSgemmGroupedBatched(
+        blas(), ta.data(), tb.data(), m.data(), n.data(), k.data(), alpha.data(),
+        reinterpret_cast<const float* const*>(ptrs), lda.data(),
+        reinterpret_cast<const float* const*>(ptrs + g), ldb.data(), beta.data(),
+        reinterpret_cast<float* const*>(ptrs + 2 * g), ldc.data(), static_cast<int>(g),
+        size.data()));
+  }
+};
+}  // namespace
+
+void grouped_matmul_forward(float* out, const float* inp, const float* w, const int64_t* off,
+                            int64_t E, int64_t IC, int64_t OC) {
+  Grouped g;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t rows = off[e + 1] - off[e];
+    if (rows > 0)  // column-major out^T[OC, rows] = W_e^T-as-[IC,OC]^T . inp^T[IC, rows]
+      g.add(true, false, OC, rows, IC, w + e * OC * IC, IC, inp + off[e] * IC, IC, 0.0f,
+            out + off[e] * OC, OC);
+  }
+  g.run();
+}
+
+void grouped_matmul_backward(float* dinp, float* dw, const float* dout, const float* inp,
+                             const float* w, const int64_t* off, int64_t E, int64_t IC,
+                             int64_t OC) {
+  Grouped gi, gw;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t rows = off[e + 1] - off[e];
+    if (rows == 0) continue;
+    if (dinp)  // dinp^T[IC, rows] += W_e^T-as-[IC,OC] . dout^T[OC, rows]
+      gi.add(false, false, IC, rows, OC, w + e * OC * IC, IC, dout + off[e] * OC, OC, 1.0f,
+             dinp + off[e] * IC, IC);
+    if (dw)  // dW_e^T[IC, OC] += inp^T[IC, rows] . dout[rows, OC]
+      gw.add(false, true, IC, OC, rows, inp + off[e] * IC, IC, dout + off[e] * OC, OC, 1.0f,
+             dw + e * OC * IC, IC);
+  }
+  gi.run();
+  gw.run();
 }
 
 }  // namespace sparta::kernels::cuda

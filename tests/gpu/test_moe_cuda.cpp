@@ -74,6 +74,25 @@ TEST(CudaMoe, RouteAuxPermuteGatherCombine) {
   }
 }
 
+// The grouped expert GEMM (one cublasSgemmGroupedBatched call) against the CPU's per-expert BLAS,
+// with an empty expert and uneven row counts.
+TEST(CudaMoe, GroupedExpertGemm) {
+  SPARTA_REQUIRE_GPU();
+  const int64_t E = 5, IC = 48, OC = 40;
+  const std::vector<int64_t> off = {0, 37, 37, 100, 101, 164};
+  const int64_t R = off.back();
+  const HostF32 x = randn({R, IC}, 20), w = randn({E, OC, IC}, 21), dy = randn({R, OC}, 22);
+  HostF32 y({R, OC}), dx({R, IC}), dw({E, OC, IC});
+  DeviceTensor gx(x), gw(w), gdy(dy), gy(y), gdx(dx), gdw(dw);
+  k::grouped_matmul_forward(y.t, x.t, w.t, off);
+  k::grouped_matmul_forward(gy.t, gx.t, gw.t, off);
+  EXPECT_LT(rel_err(gy.to_host(), y.d()), 1e-5);
+  k::grouped_matmul_backward(dx.t, dw.t, dy.t, x.t, w.t, off);
+  k::grouped_matmul_backward(gdx.t, gdw.t, gdy.t, gx.t, gw.t, off);
+  EXPECT_LT(rel_err(gdx.to_host(), dx.d()), 1e-5);
+  EXPECT_LT(rel_err(gdw.to_host(), dw.d()), 1e-5);
+}
+
 TEST(CudaMoe, GruCell) {
   SPARTA_REQUIRE_GPU();
   const int64_t N = 50, P = 40;

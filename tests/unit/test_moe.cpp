@@ -27,7 +27,8 @@ HostF32 separated_logits(int64_t N, int64_t E, uint64_t stream) {
     std::iota(order.begin(), order.end(), 0);
     for (int64_t i = E - 1; i > 0; --i)
       std::swap(order[static_cast<size_t>(i)],
-                order[k::philox(5, stream, static_cast<uint64_t>(n * E + i))[0] % static_cast<uint64_t>(i + 1)]);
+                order[k::philox(5, stream, static_cast<uint64_t>(n * E + i))[0] %
+                      static_cast<uint64_t>(i + 1)]);
     for (int64_t r = 0; r < E; ++r)
       z[static_cast<size_t>(n * E + order[static_cast<size_t>(r)])] =
           0.4f * static_cast<float>(r) +
@@ -42,7 +43,8 @@ struct RefRoute {
 };
 
 RefRoute ref_route(const Vec& z, int64_t N, int64_t E, int64_t K) {
-  RefRoute r{Vec(z.size()), Vec(static_cast<size_t>(N * K)), std::vector<int32_t>(static_cast<size_t>(N * K))};
+  RefRoute r{Vec(z.size()), Vec(static_cast<size_t>(N * K)),
+             std::vector<int32_t>(static_cast<size_t>(N * K))};
   for (int64_t n = 0; n < N; ++n) {
     double mx = -1e300, s = 0;
     for (int64_t e = 0; e < E; ++e) mx = std::max(mx, z[static_cast<size_t>(n * E + e)]);
@@ -50,15 +52,18 @@ RefRoute ref_route(const Vec& z, int64_t N, int64_t E, int64_t K) {
     std::vector<int32_t> ord(static_cast<size_t>(E));
     std::iota(ord.begin(), ord.end(), 0);
     for (int64_t e = 0; e < E; ++e)
-      r.probs[static_cast<size_t>(n * E + e)] = std::exp(z[static_cast<size_t>(n * E + e)] - mx) / s;
+      r.probs[static_cast<size_t>(n * E + e)] =
+          std::exp(z[static_cast<size_t>(n * E + e)] - mx) / s;
     std::stable_sort(ord.begin(), ord.end(), [&](int32_t a, int32_t b) {
       return r.probs[static_cast<size_t>(n * E + a)] > r.probs[static_cast<size_t>(n * E + b)];
     });
     double S = 0;
-    for (int64_t j = 0; j < K; ++j) S += r.probs[static_cast<size_t>(n * E + ord[static_cast<size_t>(j)])];
+    for (int64_t j = 0; j < K; ++j)
+      S += r.probs[static_cast<size_t>(n * E + ord[static_cast<size_t>(j)])];
     for (int64_t j = 0; j < K; ++j) {
       r.idx[static_cast<size_t>(n * K + j)] = ord[static_cast<size_t>(j)];
-      r.w[static_cast<size_t>(n * K + j)] = r.probs[static_cast<size_t>(n * E + ord[static_cast<size_t>(j)])] / S;
+      r.w[static_cast<size_t>(n * K + j)] =
+          r.probs[static_cast<size_t>(n * E + ord[static_cast<size_t>(j)])] / S;
     }
   }
   return r;
@@ -88,12 +93,11 @@ TEST_P(Route, ForwardMatchesReferenceAndBackwardMatchesFiniteDifferences) {
   EXPECT_LT(rel_err(dz.v, fd), 1e-4);
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, Route,
-                         ::testing::Values(std::pair<int64_t, int64_t>{4, 2}, std::pair<int64_t, int64_t>{7, 3},
-                                           std::pair<int64_t, int64_t>{5, 1}, std::pair<int64_t, int64_t>{3, 3}),
-                         [](const auto& info) {
-                           return fmt::format("E{}_K{}", info.param.first, info.param.second);
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, Route,
+    ::testing::Values(std::pair<int64_t, int64_t>{4, 2}, std::pair<int64_t, int64_t>{7, 3},
+                      std::pair<int64_t, int64_t>{5, 1}, std::pair<int64_t, int64_t>{3, 3}),
+    [](const auto& info) { return fmt::format("E{}_K{}", info.param.first, info.param.second); });
 
 TEST(MoeAux, LossValuesAndGradients) {
   const int64_t N = 8, E = 5, K = 2;
@@ -136,9 +140,11 @@ TEST(MoeAux, LossValuesAndGradients) {
   // Perfect balance gives LB = 1 (uniform probabilities, equal counts).
   HostF32 flat({4, 4}), fp({4, 4}), fw({4, 1});
   HostI32 fi({4, 1});
-  for (int64_t n = 0; n < 4; ++n) flat[static_cast<size_t>(n * 4 + n)] = 1e-3f;  // token n -> expert n
+  for (int64_t n = 0; n < 4; ++n)
+    flat[static_cast<size_t>(n * 4 + n)] = 1e-3f;  // token n -> expert n
   k::moe_route_forward(fp.t, fi.t, fw.t, flat.t);
-  EXPECT_NEAR(k::moe_aux_losses(flat.t, fp.t, fi.t, counts, Tensor(), 1, 1, 1).load_balance, 1.0, 1e-3);
+  EXPECT_NEAR(k::moe_aux_losses(flat.t, fp.t, fi.t, counts, Tensor(), 1, 1, 1).load_balance, 1.0,
+              1e-3);
 }
 
 TEST(MoePermute, StableDroplessAndCapacity) {
@@ -171,7 +177,8 @@ TEST(MoePermute, AllTokensToOneExpertAndKEqualsE) {
   // K = E: every token visits every expert once.
   HostI32 all({N, 3}), pos3({N * 3}), rt3({N * 3});
   for (int64_t n = 0; n < N; ++n)
-    for (int32_t e = 0; e < 3; ++e) all.v[static_cast<size_t>(n * 3 + e)] = (e + static_cast<int32_t>(n)) % 3;
+    for (int32_t e = 0; e < 3; ++e)
+      all.v[static_cast<size_t>(n * 3 + e)] = (e + static_cast<int32_t>(n)) % 3;
   EXPECT_EQ(k::moe_permute(pos3.t, rt3.t, off, all.t, 3, 0), 0);
   EXPECT_EQ(off, (std::vector<int64_t>{0, 5, 10, 15}));
   std::vector<int32_t> sorted = pos3.v;
@@ -193,7 +200,8 @@ TEST(MoeCombine, GatherCombineAndTheirBackward) {
   k::moe_gather(xp.t, x.t, rt.t, rows);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < C; ++c)
-      EXPECT_EQ(xp[static_cast<size_t>(r * C + c)], x[static_cast<size_t>(rt.v[static_cast<size_t>(r)] * C + c)]);
+      EXPECT_EQ(xp[static_cast<size_t>(r * C + c)],
+                x[static_cast<size_t>(rt.v[static_cast<size_t>(r)] * C + c)]);
   k::moe_combine_forward(y.t, outp.t, w.t, pos.t);
   auto f = [&](const Vec& o, const Vec& wv) {
     Vec out(static_cast<size_t>(N * C), 0.0);
@@ -202,7 +210,8 @@ TEST(MoeCombine, GatherCombineAndTheirBackward) {
         const int32_t r = pos.v[static_cast<size_t>(n * K + j)];
         if (r < 0) continue;
         for (int64_t c = 0; c < C; ++c)
-          out[static_cast<size_t>(n * C + c)] += wv[static_cast<size_t>(n * K + j)] * o[static_cast<size_t>(r * C + c)];
+          out[static_cast<size_t>(n * C + c)] +=
+              wv[static_cast<size_t>(n * K + j)] * o[static_cast<size_t>(r * C + c)];
       }
     return out;
   };
@@ -210,8 +219,12 @@ TEST(MoeCombine, GatherCombineAndTheirBackward) {
   const HostF32 dy = randn({N, C}, 33);
   HostF32 doutp({N * K, C}), dw({N, K}), dx({N, C});
   k::moe_combine_backward(doutp.t, dw.t, dy.t, outp.t, w.t, pos.t);
-  EXPECT_LT(rel_err(doutp.v, fd_grad([&](const Vec& o) { return dot(f(o, w.d()), dy.d()); }, outp.d())), 1e-6);
-  EXPECT_LT(rel_err(dw.v, fd_grad([&](const Vec& wv) { return dot(f(outp.d(), wv), dy.d()); }, w.d())), 1e-6);
+  EXPECT_LT(
+      rel_err(doutp.v, fd_grad([&](const Vec& o) { return dot(f(o, w.d()), dy.d()); }, outp.d())),
+      1e-6);
+  EXPECT_LT(
+      rel_err(dw.v, fd_grad([&](const Vec& wv) { return dot(f(outp.d(), wv), dy.d()); }, w.d())),
+      1e-6);
   // Gather backward: dx[n] = sum of the rows that came from token n.
   k::moe_gather_backward(dx.t, doutp.t, pos.t);
   for (int64_t n = 0; n < N; ++n)
@@ -231,12 +244,43 @@ TEST(MoeCombine, GatherCombineAndTheirBackward) {
 namespace sparta::test {
 namespace {
 
+// The grouped expert GEMM against a double reference per expert, with an empty expert and
+// uneven row counts; the backward accumulates (+=) into dinp and dweight.
+TEST(GroupedMatmul, ExpertBlocksMatchReference) {
+  const int64_t E = 4, IC = 6, OC = 5;
+  const std::vector<int64_t> off = {0, 3, 3, 10, 12};
+  const int64_t R = off.back();
+  const HostF32 x = randn({R, IC}, 31), w = randn({E, OC, IC}, 32), dy = randn({R, OC}, 33);
+  HostF32 y({R, OC}), dx = randn({R, IC}, 34), dw = randn({E, OC, IC}, 35);
+  const HostF32 dx0 = dx, dw0 = dw;
+  k::grouped_matmul_forward(y.t, x.t, w.t, off);
+  k::grouped_matmul_backward(dx.t, dw.t, dy.t, x.t, w.t, off);
+  Vec ry(static_cast<size_t>(R * OC)), rdx(dx0.d()), rdw(dw0.d());
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t r = off[static_cast<size_t>(e)]; r < off[static_cast<size_t>(e + 1)]; ++r)
+      for (int64_t o = 0; o < OC; ++o)
+        for (int64_t i = 0; i < IC; ++i) {
+          const double wv = w[static_cast<size_t>((e * OC + o) * IC + i)];
+          ry[static_cast<size_t>(r * OC + o)] += x[static_cast<size_t>(r * IC + i)] * wv;
+          rdx[static_cast<size_t>(r * IC + i)] += dy[static_cast<size_t>(r * OC + o)] * wv;
+          rdw[static_cast<size_t>((e * OC + o) * IC + i)] +=
+              dy[static_cast<size_t>(r * OC + o)] * x[static_cast<size_t>(r * IC + i)];
+        }
+  EXPECT_LT(rel_err(y.v, ry), 1e-6);
+  EXPECT_LT(rel_err(dx.v, rdx), 1e-6);
+  EXPECT_LT(rel_err(dw.v, rdw), 1e-6);
+  // The empty expert's weight gradient is untouched.
+  for (int64_t j = 0; j < OC * IC; ++j)
+    EXPECT_EQ(dw[static_cast<size_t>(OC * IC + j)], dw0[static_cast<size_t>(OC * IC + j)]);
+}
+
 // GRU cell: forward against the textbook equations in double, backward against finite
 // differences of a scalar projection of h.
 TEST(GruCell, ForwardAndBackwardMatchReference) {
   const int64_t N = 3, P = 4;
-  const HostF32 gi = randn({N, 3 * P}, 40), gh = randn({N, 3 * P}, 41), bih = randn({3 * P}, 42, 0.3f),
-                bhh = randn({3 * P}, 43, 0.3f), hp = randn({N, P}, 44), dh = randn({N, P}, 45);
+  const HostF32 gi = randn({N, 3 * P}, 40), gh = randn({N, 3 * P}, 41),
+                bih = randn({3 * P}, 42, 0.3f), bhh = randn({3 * P}, 43, 0.3f),
+                hp = randn({N, P}, 44), dh = randn({N, P}, 45);
   HostF32 h({N, P}), saved({N, 4 * P});
   k::gru_cell_forward(h.t, saved.t, gi.t, gh.t, bih.t, bhh.t, hp.t);
   auto ref = [&](const Vec& a, const Vec& b, const Vec& bi, const Vec& bh, const Vec& hprev) {
@@ -244,12 +288,15 @@ TEST(GruCell, ForwardAndBackwardMatchReference) {
     auto sg = [](double x) { return 1 / (1 + std::exp(-x)); };
     for (int64_t n = 0; n < N; ++n)
       for (int64_t j = 0; j < P; ++j) {
-        auto at = [&](const Vec& v, int64_t g) { return v[static_cast<size_t>(n * 3 * P + g * P + j)]; };
+        auto at = [&](const Vec& v, int64_t g) {
+          return v[static_cast<size_t>(n * 3 * P + g * P + j)];
+        };
         auto bb = [&](const Vec& v, int64_t g) { return v[static_cast<size_t>(g * P + j)]; };
         const double r = sg(at(a, 0) + bb(bi, 0) + at(b, 0) + bb(bh, 0));
         const double z = sg(at(a, 1) + bb(bi, 1) + at(b, 1) + bb(bh, 1));
         const double nn = std::tanh(at(a, 2) + bb(bi, 2) + r * (at(b, 2) + bb(bh, 2)));
-        out[static_cast<size_t>(n * P + j)] = (1 - z) * nn + z * hprev[static_cast<size_t>(n * P + j)];
+        out[static_cast<size_t>(n * P + j)] =
+            (1 - z) * nn + z * hprev[static_cast<size_t>(n * P + j)];
       }
     return out;
   };

@@ -207,6 +207,8 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
       const int64_t Ra = Ea * B * uoe_Ta_, Rm = Em * uoe_Gm_ * uoe_Tm_;
       route(u.ra, Ea, ka, Ra);
       route(u.rm, Em, km, Rm);
+      u.ra.offsets.assign(static_cast<size_t>(Ea + 1), 0);
+      u.rm.offsets.assign(static_cast<size_t>(Em + 1), 0);
       u.xs_a = f32({Ra, C});
       u.qkv_a = f32({Ra, 3 * Wa});
       u.q = f32({Ra * Wa});
@@ -508,20 +510,12 @@ void Transformer::moe_forward(const LayerParams& p, LayerActs& a, Tensor x, MoeL
   st.dropped = k::moe_permute(m.pos, m.row_token, m.offsets, m.idx, E, capacity);
   m.rows = m.offsets.back();
   k::moe_gather(m.xp, x, m.row_token, m.rows);
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t r0 = m.offsets[static_cast<size_t>(e)],
-                  r1 = m.offsets[static_cast<size_t>(e + 1)];
-    if (r1 > r0) k::matmul_forward(m.h.rows(r0, r1), m.xp.rows(r0, r1), expert(p.wfc, e));
-  }
+  k::grouped_matmul_forward(m.h, m.xp, p.wfc, m.offsets);
   if (cfg_.ffn == FfnType::swiglu)
     k::swiglu_forward(m.act.rows(0, m.rows), m.h.rows(0, m.rows));
   else
     k::gelu_forward(m.act.rows(0, m.rows), m.h.rows(0, m.rows));
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t r0 = m.offsets[static_cast<size_t>(e)],
-                  r1 = m.offsets[static_cast<size_t>(e + 1)];
-    if (r1 > r0) k::matmul_forward(m.outp.rows(r0, r1), m.act.rows(r0, r1), expert(p.wout, e));
-  }
+  k::grouped_matmul_forward(m.outp, m.act, p.wout, m.offsets);
   k::moe_combine_forward(a.mlp_out, m.outp, m.w, m.pos);
   auto aux = k::moe_aux_losses(m.logits, m.probs, m.idx, st.expert_tokens, Tensor(), 0, 0, 0);
   m.use_f_global = dp_ != nullptr && dp_->size() > 1 && training_forward_;
@@ -550,31 +544,18 @@ void Transformer::moe_forward(const LayerParams& p, LayerActs& a, Tensor x, MoeL
 void Transformer::moe_backward(const LayerParams& p, const LayerActs& a, Tensor x, Tensor dout,
                                Tensor dx) {
   const MoeActs& m = a.moe;
-  const int64_t E = cfg_.moe_experts;
   k::zero(g_doutp_);
   k::zero(g_dw_);
   k::moe_combine_backward(g_doutp_, g_dw_, dout, m.outp, m.w, m.pos);
   k::zero(g_dact_);
   k::zero(g_dh_);
   k::zero(g_dxp_);
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t r0 = m.offsets[static_cast<size_t>(e)],
-                  r1 = m.offsets[static_cast<size_t>(e + 1)];
-    if (r1 > r0)
-      k::matmul_backward(g_dact_.rows(r0, r1), expert(p.dwout, e), g_doutp_.rows(r0, r1),
-                         m.act.rows(r0, r1), expert(p.wout, e));
-  }
+  k::grouped_matmul_backward(g_dact_, p.dwout, g_doutp_, m.act, p.wout, m.offsets);
   if (cfg_.ffn == FfnType::swiglu)
     k::swiglu_backward(g_dh_.rows(0, m.rows), g_dact_.rows(0, m.rows), m.h.rows(0, m.rows));
   else
     k::gelu_backward(g_dh_.rows(0, m.rows), g_dact_.rows(0, m.rows), m.h.rows(0, m.rows));
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t r0 = m.offsets[static_cast<size_t>(e)],
-                  r1 = m.offsets[static_cast<size_t>(e + 1)];
-    if (r1 > r0)
-      k::matmul_backward(g_dxp_.rows(r0, r1), expert(p.dwfc, e), g_dh_.rows(r0, r1),
-                         m.xp.rows(r0, r1), expert(p.wfc, e));
-  }
+  k::grouped_matmul_backward(g_dxp_, p.dwfc, g_dh_, m.xp, p.wfc, m.offsets);
   k::moe_gather_backward(dx, g_dxp_, m.pos);
   k::zero(g_dlogits_);
   k::moe_route_backward(g_dlogits_, g_dw_, m.probs, m.idx, m.w);
@@ -624,6 +605,9 @@ void Transformer::uoe_route(UoeRoute& r, Tensor x, Tensor wg, Tensor cg, int64_t
   k::uoe_assign(r.row_token, r.pos, r.slot_pos, r.idx, r.probs, E, g,
                 paper ? k::UoeMode::paper : k::UoeMode::clean, slots, as);
   r.T = as.slots;
+  // Equal row blocks per expert: one grouped GEMM call covers every expert.
+  const int64_t rows_per_expert = g.groups * r.T;
+  for (int64_t e = 0; e <= E; ++e) r.offsets[static_cast<size_t>(e)] = e * rows_per_expert;
   st.expert_tokens.assign(as.members.begin(), as.members.end());
   st.dropped = as.dropped();
   st.fillers = 0;
@@ -648,9 +632,7 @@ void Transformer::uoe_attention_forward(const LayerParams& p, LayerActs& a, Tens
   const int64_t T = r.T, Re = B * T, R = Ea * Re;
   const Tensor xs = fit(u.xs_a, {R, C}), qkv = fit(u.qkv_a, {R, 3 * W});
   k::moe_gather(xs, x, r.row_token, R);
-  for (int64_t e = 0; e < Ea; ++e)
-    k::matmul_forward(qkv.rows(e * Re, (e + 1) * Re), xs.rows(e * Re, (e + 1) * Re),
-                      expert(p.wqkv, e));
+  k::grouped_matmul_forward(qkv, xs, p.wqkv, r.offsets);
   k::grouped_bias_forward(qkv.view({Ea, Re, 3 * W}), p.bqkv);
   const Tensor q = fit(u.q, {Ea * B, Hx, T, D}), kk = fit(u.k, {Ea * B, Hx, T, D}),
                v = fit(u.v, {Ea * B, Hx, T, D}), o = fit(u.o, {Ea * B, Hx, T, D});
@@ -663,9 +645,7 @@ void Transformer::uoe_attention_forward(const LayerParams& p, LayerActs& a, Tens
   k::attention_forward(o, fit(u.lse, {Ea * B, Hx, T}), q, kk, v, /*causal=*/true);
   const Tensor att = fit(u.att_a, {R, W}), y = fit(u.y_a, {R, C});
   k::merge_heads(att, o);
-  for (int64_t e = 0; e < Ea; ++e)
-    k::matmul_forward(y.rows(e * Re, (e + 1) * Re), att.rows(e * Re, (e + 1) * Re),
-                      expert(p.wproj, e));
+  k::grouped_matmul_forward(y, att, p.wproj, r.offsets);
   k::grouped_bias_forward(y.view({Ea, Re, C}), p.bproj);
   k::moe_combine_forward(a.att_proj, y, uoe_ones_a_, r.pos);
 }
@@ -688,10 +668,7 @@ void Transformer::uoe_attention_backward(const LayerParams& p, const LayerActs& 
   k::grouped_bias_backward(p.dbproj, gy.view({Ea, Re, C}));
   const Tensor gatt = fit(g_u_att_, {R, W});
   k::zero(gatt);
-  for (int64_t e = 0; e < Ea; ++e)
-    k::matmul_backward(gatt.rows(e * Re, (e + 1) * Re), expert(p.dwproj, e),
-                       gy.rows(e * Re, (e + 1) * Re), att.rows(e * Re, (e + 1) * Re),
-                       expert(p.wproj, e));
+  k::grouped_matmul_backward(gatt, p.dwproj, gy, att, p.wproj, r.offsets);
   const Tensor gq = fit(g_u_q_, {Ea * B, Hx, T, D}), gk = fit(g_u_k_, {Ea * B, Hx, T, D}),
                gv = fit(g_u_v_, {Ea * B, Hx, T, D}), go = fit(g_u_o_, {Ea * B, Hx, T, D});
   for (const Tensor& t : {gq, gk, gv, go}) k::zero(t);
@@ -707,10 +684,7 @@ void Transformer::uoe_attention_backward(const LayerParams& p, const LayerActs& 
   k::split_heads_backward(gqkv, gq, gk, gv);
   k::grouped_bias_backward(p.dbqkv, gqkv.view({Ea, Re, 3 * W}));
   k::zero(gxs);
-  for (int64_t e = 0; e < Ea; ++e)
-    k::matmul_backward(gxs.rows(e * Re, (e + 1) * Re), expert(p.dwqkv, e),
-                       gqkv.rows(e * Re, (e + 1) * Re), xs.rows(e * Re, (e + 1) * Re),
-                       expert(p.wqkv, e));
+  k::grouped_matmul_backward(gxs, p.dwqkv, gqkv, xs, p.wqkv, r.offsets);
   k::moe_gather_backward(dx, gxs, r.pos);
 }
 
@@ -724,17 +698,13 @@ void Transformer::uoe_mlp_forward(const LayerParams& p, LayerActs& a, Tensor x) 
   const Tensor xs = fit(u.xs_m, {R, C}), h = fit(u.h_m, {R, FC}), act = fit(u.act_m, {R, F}),
                y = fit(u.y_m, {R, C});
   k::moe_gather(xs, x, r.row_token, R);
-  for (int64_t e = 0; e < Em; ++e)
-    k::matmul_forward(h.rows(e * Re, (e + 1) * Re), xs.rows(e * Re, (e + 1) * Re),
-                      expert(p.wfc, e));
+  k::grouped_matmul_forward(h, xs, p.wfc, r.offsets);
   k::grouped_bias_forward(h.view({Em, Re, FC}), p.bfc);
   if (cfg_.ffn == FfnType::swiglu)
     k::swiglu_forward(act, h);
   else
     k::gelu_forward(act, h);
-  for (int64_t e = 0; e < Em; ++e)
-    k::matmul_forward(y.rows(e * Re, (e + 1) * Re), act.rows(e * Re, (e + 1) * Re),
-                      expert(p.wout, e));
+  k::grouped_matmul_forward(y, act, p.wout, r.offsets);
   k::grouped_bias_forward(y.view({Em, Re, C}), p.bout);
   k::moe_combine_forward(a.mlp_out, y, uoe_ones_m_, r.pos);
 }
@@ -753,10 +723,7 @@ void Transformer::uoe_mlp_backward(const LayerParams& p, const LayerActs& a, Ten
   k::moe_combine_backward(gy, Tensor(), dout, y, uoe_ones_m_, r.pos);
   k::grouped_bias_backward(p.dbout, gy.view({Em, Re, C}));
   k::zero(gact);
-  for (int64_t e = 0; e < Em; ++e)
-    k::matmul_backward(gact.rows(e * Re, (e + 1) * Re), expert(p.dwout, e),
-                       gy.rows(e * Re, (e + 1) * Re), act.rows(e * Re, (e + 1) * Re),
-                       expert(p.wout, e));
+  k::grouped_matmul_backward(gact, p.dwout, gy, act, p.wout, r.offsets);
   k::zero(gh);
   if (cfg_.ffn == FfnType::swiglu)
     k::swiglu_backward(gh, gact, h);
@@ -764,10 +731,7 @@ void Transformer::uoe_mlp_backward(const LayerParams& p, const LayerActs& a, Ten
     k::gelu_backward(gh, gact, h);
   k::grouped_bias_backward(p.dbfc, gh.view({Em, Re, FC}));
   k::zero(gxs);
-  for (int64_t e = 0; e < Em; ++e)
-    k::matmul_backward(gxs.rows(e * Re, (e + 1) * Re), expert(p.dwfc, e),
-                       gh.rows(e * Re, (e + 1) * Re), xs.rows(e * Re, (e + 1) * Re),
-                       expert(p.wfc, e));
+  k::grouped_matmul_backward(gxs, p.dwfc, gh, xs, p.wfc, r.offsets);
   k::moe_gather_backward(dx, gxs, r.pos);
 }
 

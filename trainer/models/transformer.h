@@ -126,6 +126,7 @@ class Transformer {
     Tensor logits, probs, idx, w, row_token, pos, slot_pos;
     int64_t T = 0;
     kernels::UoeAssignStats assign;  // host counts, reused every step
+    std::vector<int64_t> offsets;    // E + 1 row offsets of the experts' slot blocks (host)
   };
   // Slot buffers are sized for the largest T the mode allows; each forward views its own T.
   struct UoeActs {
