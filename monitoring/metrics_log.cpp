@@ -41,6 +41,12 @@ void MetricsLog::write(const TrainRecord& r) {
                         {"router_entropy", m.router_entropy},
                         {"load_balance_loss", m.load_balance_loss},
                         {"z_loss", m.z_loss}});
+  for (const auto& c : r.comm)
+    j["comm"].push_back({{"comm", c.comm},
+                         {"kind", c.kind},
+                         {"calls", c.calls},
+                         {"bytes", c.bytes},
+                         {"seconds", c.seconds}});
   std::fputs((j.dump() + "\n").c_str(), f_);
   std::fflush(f_);
 }

@@ -19,6 +19,13 @@ struct MoeRecord {
   int64_t fillers = 0;        // UoE paper mode: non-members processed in spare slots
 };
 
+// Cumulative traffic of one communicator and collective kind since the start of the run.
+struct CommRecord {
+  std::string comm, kind;
+  int64_t calls = 0, bytes = 0;
+  double seconds = 0;
+};
+
 struct TrainRecord {
   int64_t step = 0;  // 1-based: the number of optimizer steps done
   double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0, step_ms = 0;
@@ -26,6 +33,7 @@ struct TrainRecord {
   double noise_sigma = 0;                 // gradient-noise std this step (written when > 0)
   std::vector<double> angular_distances;  // optional, per block: d(l, 1) (Mix-LN diagnostic)
   std::vector<MoeRecord> moe;             // per MoE layer (written when not empty)
+  std::vector<CommRecord> comm;           // per communicator and kind used (multi-rank runs)
 };
 
 struct EvalRecord {

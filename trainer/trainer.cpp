@@ -393,6 +393,17 @@ RunSummary Trainer::run() {
       for (const auto& st : model_->moe_stats())
         rec.moe.push_back({st.layer, st.expert_tokens, st.dropped, st.router_entropy,
                            st.load_balance_loss, st.z_loss, st.kind, st.fillers});
+      if (dp_comm_->size() > 1)
+        for (const parallel::Comm* c : {dp_comm_.get(), nccl_dp_.get()}) {
+          if (!c) continue;
+          for (size_t kind = 0; kind < parallel::kCollKinds; ++kind) {
+            const auto& cs = c->stats(static_cast<parallel::CollKind>(kind));
+            if (cs.calls > 0)
+              rec.comm.push_back({c->name(),
+                                  parallel::to_string(static_cast<parallel::CollKind>(kind)),
+                                  cs.calls, cs.bytes, cs.seconds});
+          }
+        }
       metrics_->write(rec);
       say(monitoring::progress_line(rec, steps));
       window_ms = 0;

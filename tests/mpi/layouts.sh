@@ -81,6 +81,15 @@ train ref 1 8 || bad "reference run"
 train ref_noise 1 8 --set noise.enabled=true --set noise.eta=0.01 || bad "noise reference run"
 # Layouts.
 train dp2 2 4 && check dp2 ref 3e-5
+# The metrics carry each communicator's cumulative traffic: 10 gradient all-reduces and 10 loss
+# all-reduces of the dp communicator by step 10.
+if python3 - "$work/dp2/metrics.jsonl" <<'PY'
+import json, sys
+last = [l for l in map(json.loads, open(sys.argv[1])) if "loss" in l][-1]
+ar = [c for c in last["comm"] if c["comm"] == "dp" and c["kind"] == "all_reduce"]
+assert ar and ar[0]["calls"] >= 20 and ar[0]["bytes"] > 0 and ar[0]["seconds"] > 0, last["comm"]
+PY
+then ok; else bad "comm statistics in the metrics"; fi
 train dp2_zero1 2 4 --set parallel.zero=1 && check dp2_zero1 ref 3e-5
 train dp2_zero1_noise 2 4 --set parallel.zero=1 --set noise.enabled=true --set noise.eta=0.01 &&
   check dp2_zero1_noise ref_noise 3e-5
