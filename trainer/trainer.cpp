@@ -194,6 +194,21 @@ StepResult Trainer::step(int64_t step) {
   return r;
 }
 
+// Cumulative traffic of the data-parallel communicators, one record per collective kind used.
+std::vector<monitoring::CommRecord> Trainer::comm_records() const {
+  std::vector<monitoring::CommRecord> out;
+  for (const parallel::Comm* c : {dp_comm_.get(), nccl_dp_.get()}) {
+    if (!c) continue;
+    for (size_t kind = 0; kind < parallel::kCollKinds; ++kind) {
+      const auto k = static_cast<parallel::CollKind>(kind);
+      const auto& cs = c->stats(k);
+      if (cs.calls > 0)
+        out.push_back({c->name(), parallel::to_string(k), cs.calls, cs.bytes, cs.seconds});
+    }
+  }
+  return out;
+}
+
 k::Tensor Trainer::host_scalars(int64_t n) {
   return k::Tensor(scalars_.data(), k::DType::f32, k::Device::cpu(), {n});
 }
@@ -393,17 +408,7 @@ RunSummary Trainer::run() {
       for (const auto& st : model_->moe_stats())
         rec.moe.push_back({st.layer, st.expert_tokens, st.dropped, st.router_entropy,
                            st.load_balance_loss, st.z_loss, st.kind, st.fillers});
-      if (dp_comm_->size() > 1)
-        for (const parallel::Comm* c : {dp_comm_.get(), nccl_dp_.get()}) {
-          if (!c) continue;
-          for (size_t kind = 0; kind < parallel::kCollKinds; ++kind) {
-            const auto& cs = c->stats(static_cast<parallel::CollKind>(kind));
-            if (cs.calls > 0)
-              rec.comm.push_back({c->name(),
-                                  parallel::to_string(static_cast<parallel::CollKind>(kind)),
-                                  cs.calls, cs.bytes, cs.seconds});
-          }
-        }
+      if (dp_comm_->size() > 1) rec.comm = comm_records();
       metrics_->write(rec);
       say(monitoring::progress_line(rec, steps));
       window_ms = 0;
@@ -454,10 +459,7 @@ RunSummary Trainer::run() {
   sum.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   sum.tokens_per_s = tokens_per_step * static_cast<double>(s - start) / sum.seconds;
   sum.final_train_loss = sum.losses.empty() ? 0 : sum.losses.back();
-  for (const parallel::Comm* c : {dp_comm_.get(), nccl_dp_.get()})
-    if (c)
-      for (size_t kind = 0; kind < parallel::kCollKinds; ++kind)
-        sum.comm_seconds += c->stats(static_cast<parallel::CollKind>(kind)).seconds;
+  for (const auto& c : comm_records()) sum.comm_seconds += c.seconds;
   const std::string comm =
       dp_comm_->size() > 1 ? fmt::format(" | {} ranks, communication {:.1f} % of the run",
                                          dp_comm_->size(), 100.0 * sum.comm_seconds / sum.seconds)

@@ -70,6 +70,7 @@ class Trainer {
   void say(const std::string& line) const;
   void setup_parallel();
   kernels::Tensor host_scalars(int64_t n);
+  std::vector<monitoring::CommRecord> comm_records() const;
   std::string checkpoint_dir() const;
   int64_t resume_if_asked();
 

@@ -38,32 +38,7 @@ void uoe_assign_clean(int32_t* row_token, int32_t* pos, int32_t* slot_pos, int64
   }
 }
 
-void rope_at(float* x, const int32_t* pos, int64_t G, int64_t H, int64_t T, int64_t D, float theta,
-             int sign) {
-  SPARTA_CHECK(D % 2 == 0 && D <= 1024, "rope needs an even head dim <= 1024, got {}", D);
-  const int64_t half = D / 2;
-#pragma omp parallel for schedule(static)
-  for (int64_t gt = 0; gt < G * T; ++gt) {
-    const int64_t g = gt / T, t = gt % T;
-    float cs[512], sn[512];
-    for (int64_t i = 0; i < half; ++i) {
-      // The same double-precision angle as cpu::rope, so rope_at with pos = t equals it bitwise.
-      const double ang = static_cast<double>(pos[gt]) *
-                         std::pow(static_cast<double>(theta),
-                                  -2.0 * static_cast<double>(i) / static_cast<double>(D));
-      cs[i] = static_cast<float>(std::cos(ang));
-      sn[i] = static_cast<float>(sign) * static_cast<float>(std::sin(ang));
-    }
-    for (int64_t h = 0; h < H; ++h) {
-      float* r = x + ((g * H + h) * T + t) * D;
-      for (int64_t i = 0; i < half; ++i) {
-        const float x0 = r[2 * i], x1 = r[2 * i + 1];
-        r[2 * i] = x0 * cs[i] - x1 * sn[i];
-        r[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
-      }
-    }
-  }
-}
+// rope_at shares its loop with rope (kernels/cpu/embedding.cpp).
 
 void grouped_bias_forward(float* x, const float* b, int64_t E, int64_t R, int64_t C) {
 #pragma omp parallel for schedule(static)

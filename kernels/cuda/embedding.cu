@@ -1,6 +1,7 @@
 #include "kernels/cuda/common.cuh"
 
 namespace sparta::kernels::cuda {
+#include "kernels/uoe_backend.inc"
 
 namespace {
 constexpr int kThreads = 256;
@@ -36,15 +37,17 @@ __global__ void emb_bwd_wpe_k(float* dwpe, const float* dout, int64_t B, int64_t
   }
 }
 
-__global__ void rope_k(float* x, int64_t BH, int64_t T, int64_t D, float theta, int sign) {
+// Rotary embedding of rows x[g, h, t, :] at position pos[g * T + t], or t when pos is null:
+// rope and rope_at are this one kernel, with the CPU's double-precision angle.
+__global__ void rope_k(float* x, const int32_t* pos, int64_t G, int64_t H, int64_t T, int64_t D,
+                       float theta, int sign) {
   const int64_t half = D / 2;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < BH * T * half;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < G * H * T * half;
        i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t p = i % half, t = (i / half) % T;
-    // Angle in double, as on the CPU: fp32 angles drift by ~1e-4 rad at t ~ 4096.
-    const double ang =
-        static_cast<double>(t) *
-        pow(static_cast<double>(theta), -2.0 * static_cast<double>(p) / static_cast<double>(D));
+    const int64_t p = i % half, t = (i / half) % T, g = i / (half * T * H);
+    const double at = pos ? static_cast<double>(pos[g * T + t]) : static_cast<double>(t);
+    const double ang = at * pow(static_cast<double>(theta),
+                                -2.0 * static_cast<double>(p) / static_cast<double>(D));
     double sd, cd;
     sincos(ang, &sd, &cd);
     const float c = static_cast<float>(cd), s = static_cast<float>(sign) * static_cast<float>(sd);
@@ -75,7 +78,14 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
 }
 
 void rope(float* x, int64_t BH, int64_t T, int64_t D, float theta, int sign) {
-  rope_k<<<blocks_for(BH * T * (D / 2), kThreads), kThreads>>>(x, BH, T, D, theta, sign);
+  rope_k<<<blocks_for(BH * T * (D / 2), kThreads), kThreads>>>(x, nullptr, 1, BH, T, D, theta,
+                                                               sign);
+  SPARTA_CUDA_LAUNCHED();
+}
+
+void rope_at(float* x, const int32_t* pos, int64_t G, int64_t H, int64_t T, int64_t D, float theta,
+             int sign) {
+  rope_k<<<blocks_for(G * H * T * (D / 2), kThreads), kThreads>>>(x, pos, G, H, T, D, theta, sign);
   SPARTA_CUDA_LAUNCHED();
 }
 

@@ -49,26 +49,6 @@ __global__ void assign_clean_k(int32_t* row_token, int32_t* pos, int32_t* slot_p
   }
 }
 
-__global__ void rope_at_k(float* x, const int32_t* pos, int64_t G, int64_t H, int64_t T, int64_t D,
-                          float theta, int sign) {
-  const int64_t half = D / 2;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < G * H * T * half;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t p = i % half, t = (i / half) % T, g = i / (half * T * H);
-    // Angle in double, as on the CPU and in rope_k.
-    const double ang =
-        static_cast<double>(pos[g * T + t]) *
-        pow(static_cast<double>(theta), -2.0 * static_cast<double>(p) / static_cast<double>(D));
-    double sd, cd;
-    sincos(ang, &sd, &cd);
-    const float c = static_cast<float>(cd), s = static_cast<float>(sign) * static_cast<float>(sd);
-    float* r = x + (i / half) * D + 2 * p;
-    const float x0 = r[0], x1 = r[1];
-    r[0] = x0 * c - x1 * s;
-    r[1] = x0 * s + x1 * c;
-  }
-}
-
 __global__ void bias_fwd_k(float* x, const float* b, int64_t R, int64_t C, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x)
@@ -105,12 +85,7 @@ void uoe_assign_clean(int32_t* row_token, int32_t* pos, int32_t* slot_pos, int64
   }
 }
 
-void rope_at(float* x, const int32_t* pos, int64_t G, int64_t H, int64_t T, int64_t D, float theta,
-             int sign) {
-  rope_at_k<<<blocks_for(G * H * T * (D / 2), kThreads), kThreads>>>(x, pos, G, H, T, D, theta,
-                                                                     sign);
-  SPARTA_CUDA_LAUNCHED();
-}
+// rope_at shares its kernel with rope (kernels/cuda/embedding.cu).
 
 void grouped_bias_forward(float* x, const float* b, int64_t E, int64_t R, int64_t C) {
   bias_fwd_k<<<blocks_for(E * R * C, kThreads), kThreads>>>(x, b, R, C, E * R * C);

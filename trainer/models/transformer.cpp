@@ -482,12 +482,6 @@ void Transformer::next_token_logits(int64_t row, float* host_logits) {
   k::copy(h, logit_row_);
 }
 
-Tensor Transformer::expert(Tensor w3, int64_t e) {
-  Tensor t(static_cast<float*>(w3.data) + e * w3.dim(1) * w3.dim(2), w3.dtype, w3.device,
-           {w3.dim(1), w3.dim(2)});
-  return t;
-}
-
 // Top-k MoE FFN: route -> permute -> gather -> per-expert FFN on its row range -> combine.
 void Transformer::moe_forward(const LayerParams& p, LayerActs& a, Tensor x, MoeLayerStats& st) {
   MoeActs& m = a.moe;

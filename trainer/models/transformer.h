@@ -175,7 +175,6 @@ class Transformer {
   void ffn_backward(const LayerParams& p, const LayerActs& a, Tensor x, Tensor dout, Tensor dx);
   void moe_forward(const LayerParams& p, LayerActs& a, Tensor x, MoeLayerStats& stats);
   void moe_backward(const LayerParams& p, const LayerActs& a, Tensor x, Tensor dout, Tensor dx);
-  static Tensor expert(Tensor w3, int64_t e);  // the [rows, cols] matrix of expert e
   void uoe_route(UoeRoute& r, Tensor x, Tensor wg, Tensor cg, int64_t E, bool attn,
                  MoeLayerStats& st);
   void uoe_attention_forward(const LayerParams& p, LayerActs& a, Tensor x);
