@@ -84,10 +84,14 @@ NoiseMlpResult run_noise_mlp(const NoiseMlpOptions& o) {
   for (int l = 0; l < L; ++l) {
     params.push_back({fmt::format("w{}", l), l, true,
                       host(theta.data() + w_off[static_cast<size_t>(l)], {out_dim(l), in_dim(l)}),
-                      host(grad.data() + w_off[static_cast<size_t>(l)], {out_dim(l), in_dim(l)})});
+                      host(grad.data() + w_off[static_cast<size_t>(l)], {out_dim(l), in_dim(l)}),
+                      {},
+                      {out_dim(l), in_dim(l)}});
     params.push_back({fmt::format("b{}", l), l, false,
                       host(theta.data() + b_off[static_cast<size_t>(l)], {out_dim(l)}),
-                      host(grad.data() + b_off[static_cast<size_t>(l)], {out_dim(l)})});
+                      host(grad.data() + b_off[static_cast<size_t>(l)], {out_dim(l)}),
+                      {},
+                      {out_dim(l)}});
   }
 
   const int maxB = std::max(o.batch, o.test_size);

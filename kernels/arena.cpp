@@ -55,7 +55,18 @@ void Arena::release() {
 }
 
 Tensor Arena::alloc(DType dtype, std::initializer_list<int64_t> dims) {
-  Tensor t(nullptr, dtype, device_, dims);
+  return alloc(dtype, std::vector<int64_t>(dims));
+}
+
+Tensor Arena::alloc(DType dtype, const std::vector<int64_t>& dims) {
+  SPARTA_CHECK(!dims.empty() && dims.size() <= Tensor::kMaxDims, "rank {} unsupported",
+               dims.size());
+  Tensor t(nullptr, dtype, device_, {1});
+  t.ndim = static_cast<int>(dims.size());
+  for (size_t i = 0; i < dims.size(); ++i) {
+    SPARTA_CHECK(dims[i] >= 0, "negative dimension {}", dims[i]);
+    t.shape[i] = dims[i];
+  }
   const size_t bytes = round_up(t.nbytes(), kAlign);
   if (!measuring_) {
     SPARTA_CHECK(used_ + bytes <= capacity_,

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "kernels/tensor.h"
 
@@ -30,6 +31,7 @@ class Arena {
 
   // Zero-initialised tensor carved from the arena.
   Tensor alloc(DType dtype, std::initializer_list<int64_t> dims);
+  Tensor alloc(DType dtype, const std::vector<int64_t>& dims);
 
   size_t used() const { return used_; }
   size_t capacity() const { return capacity_; }

@@ -53,10 +53,21 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
   const std::string& backend = cfg_.parallel.backend;
   if (backend == "nccl" && !device.is_cuda())
     SPARTA_USAGE_ERROR("parallel.backend = \"nccl\" needs train.device = \"cuda\"");
-  if (device.is_cuda() && dp_comm_->size() > 1 && backend != "mpi") {
+  ep_dev_ = ep_comm_.get();
+  edp_dev_ = edp_comm_.get();
+  tp_dev_ = tp_comm_.get();
+  if (device.is_cuda() && world_.size > 1 && backend != "mpi") {
 #ifdef SPARTA_HAVE_NCCL
-    nccl_dp_ = parallel::make_nccl_comm(*dp_comm_, device.index, "dp");
-    grad_comm_ = nccl_dp_.get();
+    auto twin = [&](std::unique_ptr<parallel::Comm>& host, std::unique_ptr<parallel::Comm>& dev,
+                    parallel::Comm*& use, const char* name) {
+      if (host->size() == 1) return;
+      dev = parallel::make_nccl_comm(*host, device.index, name);
+      use = dev.get();
+    };
+    twin(dp_comm_, nccl_dp_, grad_comm_, "dp");
+    twin(ep_comm_, nccl_ep_, ep_dev_, "ep");
+    twin(edp_comm_, nccl_edp_, edp_dev_, "edp");
+    twin(tp_comm_, nccl_tp_, tp_dev_, "tp");
 #else
     if (backend == "nccl")
       SPARTA_USAGE_ERROR("parallel.backend = \"nccl\", but this sparta was built without NCCL");
@@ -79,7 +90,17 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
   train_loader_ =
       std::make_unique<data::DataLoader>(*train_data_, B, seed, dp_comm_->rank(), dp_comm_->size());
   val_loader_ = std::make_unique<data::DataLoader>(*val_data_, B, seed);
-  model_ = std::make_unique<models::Transformer>(cfg_.model, static_cast<int>(B), device, seed);
+  models::ModelParallel par;
+  par.tp = tp_comm_->size();
+  par.tp_rank = tp_comm_->rank();
+  par.ep = ep_comm_->size();
+  par.ep_rank = ep_comm_->rank();
+  par.tp_dev = tp_dev_;
+  par.tp_host = tp_comm_.get();
+  par.ep_dev = ep_dev_;
+  par.ep_host = ep_comm_.get();
+  model_ =
+      std::make_unique<models::Transformer>(cfg_.model, static_cast<int>(B), device, seed, par);
   if (dp_comm_->size() > 1) model_->set_data_parallel(dp_comm_.get());
   const AdamWConfig acfg{cfg_.optim.beta1, cfg_.optim.beta2, cfg_.optim.eps,
                          cfg_.optim.weight_decay};
@@ -156,9 +177,10 @@ StepResult Trainer::step(int64_t step) {
                cfg_.optim.min_lr_ratio);
   // Spec order: reduction, then global-norm clip, then noise, then the optimizer.
   if (!optim_->sharded()) {
-    grad_comm_->all_reduce(model_->flat_grads(), parallel::ReduceOp::avg);
+    reduce_grads();
     const GradPost g =
-        clip_and_noise(model_->params(), model_->flat_grads(), cfg_.optim.clip_norm, noise_, step);
+        clip_and_noise_with_norm(model_->params(), model_->flat_grads(),
+                                 grad_norm(model_->flat_grads()), cfg_.optim.clip_norm, noise_, step);
     r.grad_norm = g.norm;
     r.noise_sigma = g.sigma;
     optim_->step(r.lr, g.optimizer_grad_scale, step + 1);
@@ -182,10 +204,10 @@ StepResult Trainer::step(int64_t step) {
     optim_->for_each_in_range(
         optim_->shard_begin(), optim_->shard_end(),
         [&](size_t i, int64_t in_param, int64_t n, int64_t flat_at) {
-          k::add_gaussian_noise(
+          add_param_noise(
+              model_->params()[i], static_cast<uint32_t>(i),
               gs.rows(flat_at - optim_->shard_begin(), flat_at - optim_->shard_begin() + n),
-              static_cast<float>(r.noise_sigma), noise_.seed, static_cast<uint32_t>(i),
-              static_cast<uint32_t>(step), in_param);
+              in_param, static_cast<float>(r.noise_sigma), noise_.seed, step);
         });
   }
   optim_->step(r.lr, opt_scale, step + 1, gs);
@@ -194,11 +216,50 @@ StepResult Trainer::step(int64_t step) {
   return r;
 }
 
-// Cumulative traffic of the data-parallel communicators, one record per collective kind used.
+// Averages the gradients over the ranks that hold the same parameters. Dense parameters (the
+// none and tp groups, one contiguous range) over the dense data-parallel group. Experts over
+// the expert-data-parallel group, as a sum divided by the dense group's size: an expert's
+// gradient already sums the contributions of every ep rank's tokens (each scaled by its rank's
+// 1/tokens), so this is the one-process mean over the global batch.
+void Trainer::reduce_grads() {
+  const k::Tensor flat = model_->flat_grads();
+  const auto [eb, ee] = model_->group_range(models::ShardGroup::ep);
+  const int64_t dense_end = ee > eb ? eb : flat.numel();
+  if (dp_comm_->size() > 1) grad_comm_->all_reduce(flat.rows(0, dense_end), parallel::ReduceOp::avg);
+  if (ee > eb) {
+    const k::Tensor experts = flat.rows(eb, ee);
+    if (edp_comm_->size() > 1) edp_dev_->all_reduce(experts, parallel::ReduceOp::sum);
+    k::scale(experts, 1.0f / static_cast<float>(dp_comm_->size()));
+  }
+}
+
+// The norm of the full gradient: replicated parameters once, sharded ones summed over their
+// shard group (after reduce_grads every replica holds the same values).
+double Trainer::grad_norm(const k::Tensor& flat) {
+  double ss = 0;
+  for (int g = 0; g < models::kShardGroups; ++g) {
+    const auto grp = static_cast<models::ShardGroup>(g);
+    const auto [b, e] = model_->group_range(grp);
+    double part = e > b ? k::sum_squares(flat.rows(b, e)) : 0.0;
+    parallel::Comm* c = grp == models::ShardGroup::tp   ? tp_comm_.get()
+                        : grp == models::ShardGroup::ep ? ep_comm_.get()
+                                                        : nullptr;
+    if (c && c->size() > 1) {
+      scalars_[0] = static_cast<float>(part);
+      c->all_reduce(host_scalars(1), parallel::ReduceOp::sum);
+      part = scalars_[0];
+    }
+    ss += part;
+  }
+  return std::sqrt(ss);
+}
+
+// Cumulative traffic of the communicators, one record per collective kind used.
 std::vector<monitoring::CommRecord> Trainer::comm_records() const {
   std::vector<monitoring::CommRecord> out;
-  for (const parallel::Comm* c : {dp_comm_.get(), nccl_dp_.get()}) {
-    if (!c) continue;
+  for (const parallel::Comm* c : {dp_comm_.get(), ep_comm_.get(), edp_comm_.get(), tp_comm_.get(),
+                                  nccl_dp_.get(), nccl_ep_.get(), nccl_edp_.get(), nccl_tp_.get()}) {
+    if (!c || c->size() == 1) continue;
     for (size_t kind = 0; kind < parallel::kCollKinds; ++kind) {
       const auto k = static_cast<parallel::CollKind>(kind);
       const auto& cs = c->stats(k);
@@ -234,11 +295,17 @@ void Trainer::setup_parallel() {
   lim.uoe_attn_experts = m.uoe ? m.uoe_attn_experts_or_default() : 0;
   lim.uoe_mlp_experts = m.uoe ? m.uoe_mlp_experts : 0;
   mesh_ = std::make_unique<parallel::ProcessMesh>(layout, world_.size, lim);
-  if (p.tp > 1 || p.cp > 1 || p.ep > 1)
+  if (p.cp > 1)
+    SPARTA_USAGE_ERROR("parallel.cp = {}: context parallelism is not implemented yet (use cp = 1)",
+                       p.cp);
+  if (p.tp > 1)
+    SPARTA_USAGE_ERROR("parallel.tp = {}: tensor parallelism is not implemented yet (use tp = 1)",
+                       p.tp);
+  if (p.zero == 1 && (p.tp > 1 || p.ep > 1))
     SPARTA_USAGE_ERROR(
-        "parallel.tp = {}, cp = {}, ep = {}: only data parallelism (tp = cp = ep = 1, with or "
-        "without parallel.zero = 1) is implemented so far",
-        p.tp, p.cp, p.ep);
+        "parallel.zero = 1 with tp = {} and ep = {}: ZeRO-1 shards the optimizer over data "
+        "parallelism only (set parallel.zero = 0, or tp = ep = 1)",
+        p.tp, p.ep);
   // Failure injection for the distributed-runtime tests: "RANK:STEP" throws on that rank at that
   // (1-based) step, "RANK:STEP:hang" makes it stop responding instead.
   if (const char* f = std::getenv("SPARTA_TEST_FAIL")) {
@@ -257,6 +324,9 @@ void Trainer::setup_parallel() {
   if (world_.size == 1) {
     world_comm_ = std::make_unique<parallel::SelfComm>("world");
     dp_comm_ = std::make_unique<parallel::SelfComm>("dp");
+    ep_comm_ = std::make_unique<parallel::SelfComm>("ep");
+    edp_comm_ = std::make_unique<parallel::SelfComm>("edp");
+    tp_comm_ = std::make_unique<parallel::SelfComm>("tp");
     return;
   }
 #ifdef SPARTA_HAVE_MPI
@@ -267,8 +337,14 @@ void Trainer::setup_parallel() {
         world_.rank, world_.size, world_.launcher);
   parallel::MpiRuntime::set_timeout(p.timeout_s);
   world_comm_ = parallel::MpiRuntime::world();
-  dp_comm_ = world_comm_->split(
-      mesh_->group_color(world_.rank, {parallel::Dim::ep, parallel::Dim::dp}), world_.rank, "dp");
+  using parallel::Dim;
+  auto group = [&](std::vector<Dim> dims, const char* name) {
+    return world_comm_->split(mesh_->group_color(world_.rank, dims), world_.rank, name);
+  };
+  dp_comm_ = group({Dim::ep, Dim::dp}, "dp");
+  ep_comm_ = group({Dim::ep}, "ep");
+  edp_comm_ = group({Dim::dp}, "edp");
+  tp_comm_ = group({Dim::tp}, "tp");
   say(mesh_->table().substr(0, mesh_->table().size() - 1));
 #else
   SPARTA_USAGE_ERROR(
@@ -283,13 +359,21 @@ EvalResult Trainer::evaluate() {
   const int64_t n = cfg_.train.eval_batches > 0 ? std::min(cfg_.train.eval_batches, avail) : avail;
   double nats = 0;
   int64_t count = 0;
-  // Data-parallel ranks split the batches; the sums are all-reduced.
-  for (int64_t i = dp_comm_->rank(); i < n; i += dp_comm_->size()) {
-    val_loader_->eval_batch(i, tokens_.data(), targets_.data());
+  // Data-parallel ranks split the batches; the sums are all-reduced. A forward of a split model
+  // is collective over its tp and ep groups, so every rank runs the same number of forwards: a
+  // rank past the end repeats batch 0 and does not count it.
+  const int64_t dps = dp_comm_->size(), rounds = (n + dps - 1) / dps;
+  const bool collective = tp_comm_->size() > 1 || ep_comm_->size() > 1;
+  for (int64_t round = 0; round < rounds; ++round) {
+    const int64_t i = round * dps + dp_comm_->rank();
+    if (i >= n && !collective) break;
+    val_loader_->eval_batch(i < n ? i : 0, tokens_.data(), targets_.data());
     int64_t valid = 0;
     for (int32_t t : targets_) valid += t >= 0;
     model_->set_batch(tokens_.data(), targets_.data());
-    nats += static_cast<double>(model_->forward_loss()) * static_cast<double>(valid);
+    const double loss = model_->forward_loss();
+    if (i >= n) continue;
+    nats += loss * static_cast<double>(valid);
     count += valid;
   }
   if (dp_comm_->size() > 1) {
@@ -408,7 +492,7 @@ RunSummary Trainer::run() {
       for (const auto& st : model_->moe_stats())
         rec.moe.push_back({st.layer, st.expert_tokens, st.dropped, st.router_entropy,
                            st.load_balance_loss, st.z_loss, st.kind, st.fillers});
-      if (dp_comm_->size() > 1) rec.comm = comm_records();
+      if (world_.size > 1) rec.comm = comm_records();
       metrics_->write(rec);
       say(monitoring::progress_line(rec, steps));
       window_ms = 0;
@@ -436,10 +520,14 @@ RunSummary Trainer::run() {
       info.config_toml = to_toml(cfg_);
       info.tokenizer_path = (fs::path(cfg_.data.dir) / "tokenizer.model").string();
       optim_->gather_full_state(*grad_comm_);  // ZeRO-1: every rank's moments, on every rank
+      info.layout = {world_.size,         mesh_->size(parallel::Dim::dp),
+                     mesh_->size(parallel::Dim::tp), mesh_->size(parallel::Dim::cp),
+                     mesh_->size(parallel::Dim::ep), cfg_.parallel.zero};
       checkpoint::SaveResult saved;
-      if (world_.rank == 0)
+      // Sharded parameters are gathered (collective), so then every rank takes part.
+      if (world_.rank == 0 || tp_comm_->size() > 1 || ep_comm_->size() > 1)
         saved = checkpoint::save(ckpt_dir, info, *model_, *optim_,
-                                 static_cast<int>(cfg_.checkpoint.keep_last));
+                                 static_cast<int>(cfg_.checkpoint.keep_last), world_.rank == 0);
       world_comm_->barrier();  // nobody runs ahead (or resumes) before the save is complete
       sum.last_checkpoint = saved.path;
       sum.checkpoint_seconds += saved.seconds;

@@ -78,8 +78,15 @@ class Trainer {
   RunOptions opt_;
   launch::World world_;
   std::unique_ptr<parallel::ProcessMesh> mesh_;
-  std::unique_ptr<parallel::Comm> world_comm_, dp_comm_, nccl_dp_;
+  // Groups (parallel/mesh.h): dp = the dense data-parallel group (ep x dp ranks: every rank
+  // holding the same dense parameters), ep = expert parallel, edp = expert data parallel (the
+  // ranks holding the same experts), tp = tensor parallel. nccl_*: their device twins on GPUs.
+  std::unique_ptr<parallel::Comm> world_comm_, dp_comm_, ep_comm_, edp_comm_, tp_comm_;
+  std::unique_ptr<parallel::Comm> nccl_dp_, nccl_ep_, nccl_edp_, nccl_tp_;
   parallel::Comm* grad_comm_ = nullptr;  // device tensors: nccl_dp_ or dp_comm_
+  parallel::Comm *ep_dev_ = nullptr, *edp_dev_ = nullptr, *tp_dev_ = nullptr;
+  double grad_norm(const kernels::Tensor& flat_grads);
+  void reduce_grads();
   kernels::Arena grad_shard_;            // ZeRO-1: this rank's block of the reduced gradient
   std::vector<float> scalars_;  // host scalars for small all-reduces (loss, norm, eval sums)
   int64_t fail_at_step_ = -1;   // SPARTA_TEST_FAIL: throw at this (0-based) step on this rank

@@ -102,6 +102,26 @@ train ref_moe 1 8 "${moe[@]}" || bad "MoE reference run"
 train dp2_moe 2 4 "${moe[@]}" && check dp2_moe ref_moe 3e-5
 train ref_rmoe 1 8 "${rmoe[@]}" || bad "RMoE reference run"
 train dp2_rmoe_zero1 2 4 "${rmoe[@]}" --set parallel.zero=1 && check dp2_rmoe_zero1 ref_rmoe 3e-5
+# Expert parallel: experts sharded over the ep group, tokens dispatched with all_to_all_v.
+train ep2_moe 2 4 "${moe[@]}" --set parallel.ep=2 && check ep2_moe ref_moe 3e-5
+noise=(--set noise.enabled=true --set noise.eta=0.01)
+train ref_rmoe_noise 1 8 "${rmoe[@]}" "${noise[@]}" || bad "RMoE + noise reference run"
+train ep2_rmoe_noise 2 4 "${rmoe[@]}" "${noise[@]}" --set parallel.ep=2 &&
+  check ep2_rmoe_noise ref_rmoe_noise 3e-5
+train dp2xep2_moe 4 2 "${moe[@]}" --set parallel.ep=2 && check dp2xep2_moe ref_moe 3e-5
+# Capacity mode drops per source rank under data and expert parallelism alike, so ep2 equals dp2.
+cap=("${moe[@]}" --set moe.capacity_factor=1.0)
+train dp2_cap 2 4 "${cap[@]}" || bad "dp2 capacity run"
+train ep2_cap 2 4 "${cap[@]}" --set parallel.ep=2 && check ep2_cap dp2_cap 3e-5
+if grep -q "dropped [1-9]" "$work/ep2_cap.log"; then ok; else bad "capacity run dropped nothing"; fi
+# Expert checkpoints are saved whole: save at dp2 x ep2, resume at world 1 and at ep2.
+train stop_ep 4 2 "${moe[@]}" --set parallel.ep=2 --stop-at-step 5 || bad "stop at dp2 x ep2"
+for to in 1 2; do
+  rm -rf "$work/resume_ep_$to"
+  cp -r "$work/stop_ep" "$work/resume_ep_$to"
+  train "resume_ep_$to" "$to" $((8 / to)) "${moe[@]}" --set parallel.ep="$to" --resume auto &&
+    check "resume_ep_$to" ref_moe 3e-5
+done
 # Resharding: save at dp2 + ZeRO-1 (sharded moments), resume at world 1 and at dp4 + ZeRO-1.
 train stop_dp2 2 4 --set parallel.zero=1 --stop-at-step 5 || bad "stop at dp2"
 for to in 1 4; do
@@ -146,7 +166,8 @@ expect_layout 2 "parallel.tp = 2 must divide model.n_heads = 3" --set parallel.t
 expect_layout 2 "parallel.ep = 2 must divide moe.experts = 3" --set parallel.ep=2 --set moe.experts=3
 expect_layout 2 "parallel.ep = 2 needs an MoE model" --set parallel.ep=2
 expect_layout 2 "parallel.order = \"tp-dp\" must name tp, cp, ep and dp once each" --set parallel.order=tp-dp
-expect_layout 2 "only data parallelism (tp = cp = ep = 1" --set parallel.tp=2
+expect_layout 2 "parallel.zero = 1 with tp = 1 and ep = 2: ZeRO-1 shards the optimizer over data parallelism only" \
+  --set parallel.ep=2 --set moe.experts=4 --set parallel.zero=1
 
 echo "mpi layouts: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

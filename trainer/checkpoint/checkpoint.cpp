@@ -43,6 +43,16 @@ struct HostStage {
     k::copy(h, t);
     views.push_back({name, shape_of(t), bufs.back().data(), t.nbytes()});
   }
+  // A parameter's (or moment's) full tensor: gathered from its shard group when sharded.
+  void add_full(const models::Transformer& model, const models::Param& p, const std::string& name,
+                const k::Tensor& local) {
+    if (p.shard.parts == 1) return add(name, local);
+    size_t n = 1;
+    for (int64_t d : p.full_shape) n *= static_cast<size_t>(d);
+    bufs.emplace_back(n);
+    model.gather_full(p, local, bufs.back().data());
+    views.push_back({name, p.full_shape, bufs.back().data(), n * sizeof(float)});
+  }
 };
 
 // The optimizer moment of parameter p lives at p's offset in the moment arena.
@@ -75,8 +85,16 @@ json read_json(const std::string& path) {
 }  // namespace
 
 SaveResult save(const std::string& dir, const SaveInfo& info, const models::Transformer& model,
-                const trainer::AdamW& optim, int keep_last) {
+                const trainer::AdamW& optim, int keep_last, bool write) {
   const auto t0 = std::chrono::steady_clock::now();
+  HostStage params, moments;
+  const k::Tensor fp = model.flat_params(), fm = optim.flat_m(), fv = optim.flat_v();
+  for (const auto& p : model.params()) {  // collective for sharded parameters
+    params.add_full(model, p, p.name, p.w);
+    moments.add_full(model, p, "m." + p.name, moment_of(fm, fp, p.w));
+    moments.add_full(model, p, "v." + p.name, moment_of(fv, fp, p.w));
+  }
+  if (!write) return {};
   fs::create_directories(dir);
   const std::string name = step_name(info.step);
   const fs::path final_dir = fs::path(dir) / name;
@@ -85,13 +103,6 @@ SaveResult save(const std::string& dir, const SaveInfo& info, const models::Tran
   fs::create_directories(tmp);
 
   json tensors = json::array(), files = json::object();
-  HostStage params, moments;
-  const k::Tensor fp = model.flat_params(), fm = optim.flat_m(), fv = optim.flat_v();
-  for (const auto& p : model.params()) {
-    params.add(p.name, p.w);
-    moments.add("m." + p.name, moment_of(fm, fp, p.w));
-    moments.add("v." + p.name, moment_of(fv, fp, p.w));
-  }
   for (const auto& b : model.buffers()) params.add(b.name, b.w);  // no optimizer state
   auto describe = [&](const HostStage& s, const char* file) {
     for (const auto& v : s.views) {
@@ -128,7 +139,12 @@ SaveResult save(const std::string& dir, const SaveInfo& info, const models::Tran
       {"step", info.step},
       {"tokens_seen", info.tokens_seen},
       {"config", info.config_toml},
-      {"layout", {{"world", 1}, {"dp", 1}, {"tp", 1}, {"cp", 1}, {"ep", 1}, {"zero", 0}}},
+      {"layout", {{"world", info.layout.world},
+                  {"dp", info.layout.dp},
+                  {"tp", info.layout.tp},
+                  {"cp", info.layout.cp},
+                  {"ep", info.layout.ep},
+                  {"zero", info.layout.zero}}},
       {"rng", {{"generator", "philox4x32-10"}, {"seed", info.seed}, {"step", info.step}}},
       {"data_loader",
        {{"seed", info.seed},
@@ -194,29 +210,38 @@ Manifest load(const std::string& ckpt_dir, models::Transformer& model, trainer::
   const Manifest m = verify(ckpt_dir);
   const SafetensorsReader weights((fs::path(ckpt_dir) / "model.safetensors").string());
   std::vector<float> host;
-  auto load_into = [&](const SafetensorsReader& r, const std::string& name, const k::Tensor& dst) {
+  // Checkpoints hold full tensors; a sharded model takes its part of each (any layout loads).
+  auto load_into = [&](const SafetensorsReader& r, const std::string& name, const k::Tensor& dst,
+                       const models::Param* p) {
     const auto it = r.entries().find(name);
     if (it == r.entries().end())
       SPARTA_DATA_ERROR("checkpoint {} has no tensor {}: was it saved from a different model?",
                         ckpt_dir, name);
-    if (it->second.shape != shape_of(dst))
+    const std::vector<int64_t> want = p ? p->full_shape : shape_of(dst);
+    if (it->second.shape != want)
       SPARTA_DATA_ERROR("checkpoint {}: tensor {} has shape {}, the model's is {}", ckpt_dir, name,
-                        json(it->second.shape).dump(), json(shape_of(dst)).dump());
-    host.resize(static_cast<size_t>(dst.numel()));
-    r.read(name, host.data(), dst.nbytes());
+                        json(it->second.shape).dump(), json(want).dump());
+    size_t n = 1;
+    for (int64_t d : want) n *= static_cast<size_t>(d);
+    host.resize(n);
+    r.read(name, host.data(), n * sizeof(float));
+    if (p) {
+      model.scatter_full(*p, host.data(), dst);
+      return;
+    }
     k::Tensor h = dst;
     h.device = k::Device::cpu();
     h.data = host.data();
     k::copy(dst, h);
   };
-  for (const auto& p : model.params()) load_into(weights, p.name, p.w);
-  for (const auto& b : model.buffers()) load_into(weights, b.name, b.w);
+  for (const auto& p : model.params()) load_into(weights, p.name, p.w, &p);
+  for (const auto& b : model.buffers()) load_into(weights, b.name, b.w, nullptr);
   if (optim) {
     const SafetensorsReader moments((fs::path(ckpt_dir) / "optim.safetensors").string());
     const k::Tensor fp = model.flat_params(), fm = optim->flat_m(), fv = optim->flat_v();
     for (const auto& p : model.params()) {
-      load_into(moments, "m." + p.name, moment_of(fm, fp, p.w));
-      load_into(moments, "v." + p.name, moment_of(fv, fp, p.w));
+      load_into(moments, "m." + p.name, moment_of(fm, fp, p.w), &p);
+      load_into(moments, "v." + p.name, moment_of(fv, fp, p.w), &p);
     }
   }
   return m;

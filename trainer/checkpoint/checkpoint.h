@@ -36,6 +36,9 @@ struct SaveInfo {
   int64_t epoch = 0;
   std::string config_toml;
   std::string tokenizer_path;  // copied into the checkpoint when not empty
+  struct Layout {
+    int64_t world = 1, dp = 1, tp = 1, cp = 1, ep = 1, zero = 0;
+  } layout;  // recorded in the manifest; tensors are always saved whole
 };
 
 struct SaveResult {
@@ -44,9 +47,11 @@ struct SaveResult {
   double seconds = 0;
 };
 
-// Saves and prunes to keep_last complete checkpoints (0 keeps all).
+// Saves and prunes to keep_last complete checkpoints (0 keeps all). Tensors are saved whole: a
+// sharded model's parts are gathered first, which is collective, so with tensor or expert
+// parallelism every rank calls save() and only the one with write = true writes.
 SaveResult save(const std::string& dir, const SaveInfo& info, const models::Transformer& model,
-                const trainer::AdamW& optim, int keep_last);
+                const trainer::AdamW& optim, int keep_last, bool write = true);
 
 struct Manifest {
   std::string path;  // the checkpoint directory

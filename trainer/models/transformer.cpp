@@ -19,8 +19,18 @@ constexpr float kZeros = 0.0f;
 constexpr int64_t kLogitRows = 1024;  // rows of logits materialised at once by the fused head
 }  // namespace
 
-Transformer::Transformer(const ModelConfig& cfg, int batch, k::Device device, uint64_t seed)
-    : cfg_(cfg), B_(batch), device_(device) {
+Transformer::Transformer(const ModelConfig& cfg, int batch, k::Device device, uint64_t seed,
+                         const ModelParallel& par)
+    : cfg_(cfg), B_(batch), device_(device), par_(par) {
+  SPARTA_CHECK(par.tp >= 1 && par.ep >= 1 && par.tp_rank >= 0 && par.tp_rank < par.tp &&
+                   par.ep_rank >= 0 && par.ep_rank < par.ep,
+               "model split tp {} (rank {}) ep {} (rank {})", par.tp, par.tp_rank, par.ep,
+               par.ep_rank);
+  SPARTA_CHECK(par.ep == 1 || (cfg.moe_experts > 0 && cfg.moe_experts % par.ep == 0 &&
+                               par.ep_dev && par.ep_host && par.ep_dev->size() == par.ep),
+               "expert parallel over {} ranks needs moe.experts divisible by it and its "
+               "communicators",
+               par.ep);
   SPARTA_CHECK(cfg.d_model % cfg.n_heads == 0, "d_model {} not divisible by n_heads {}",
                cfg.d_model, cfg.n_heads);
   SPARTA_CHECK(cfg.pos != PosEncoding::rope || cfg.head_dim() % 2 == 0,
@@ -73,18 +83,34 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
   init_scale_.clear();
   buffer_init_.clear();
 
-  // One parameter = a weight and its gradient carved at the same offsets of the two arenas.
+  // One parameter = a weight and its gradient carved at the same offsets of the two arenas. The
+  // list keeps the canonical order (init streams and noise are keyed by the index in it);
+  // memory is carved after the list is complete, grouped by shard group (group_range()).
+  // `split_dim`: the dimension of `shape` (the full shape) that the shard divides.
+  struct Pending {
+    Tensor *w, *g;
+    std::vector<int64_t> local_shape;
+  };
+  std::vector<Pending> pending;
   auto param = [&](const std::string& name, int layer, std::initializer_list<int64_t> shape,
-                   float init, bool decay, Tensor& w, Tensor& g) {
-    w = pa.alloc(DType::f32, shape);
-    g = ga.alloc(DType::f32, shape);
-    params_.push_back({name, layer, decay, w, g});
+                   float init, bool decay, Tensor& w, Tensor& g, Shard sh = {}, int split_dim = 0) {
+    std::vector<int64_t> local(shape);
+    SPARTA_CHECK(local[static_cast<size_t>(split_dim)] % sh.parts == 0 &&
+                     sh.mid % sh.parts == 0,
+                 "internal: {} cannot be split {} ways", name, sh.parts);
+    local[static_cast<size_t>(split_dim)] /= sh.parts;
+    if (sh.parts == 1) sh = Shard{};  // one part: a whole tensor, laid out with the others
+    params_.push_back({name, layer, decay, Tensor(), Tensor(), sh, std::vector<int64_t>(shape)});
+    pending.push_back({&w, &g, local});
     init_scale_.push_back(init);
+  };
+  auto ep_split = [&](int64_t E, int64_t inner) {
+    return Shard{ShardGroup::ep, 1, E, inner, par_.ep, par_.ep_rank};
   };
   auto buffer = [&](const std::string& name, int layer, std::initializer_list<int64_t> shape,
                     float init, Tensor& w) {
     w = ba.alloc(DType::f32, shape);
-    buffers_.push_back({name, layer, false, w, Tensor()});
+    buffers_.push_back({name, layer, false, w, Tensor(), Shard{}, std::vector<int64_t>(shape)});
     buffer_init_.push_back(init);
   };
   const float s = cfg_.init_std;
@@ -141,8 +167,10 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
       } else {
         param(pre + "ffn.router.weight", l, {E, C}, s, true, p.wrouter, p.dwrouter);
       }
-      param(pre + "ffn.experts.fc.weight", l, {E, FCe, C}, s, true, p.wfc, p.dwfc);
-      param(pre + "ffn.experts.proj.weight", l, {E, C, Fe}, s, true, p.wout, p.dwout);
+      param(pre + "ffn.experts.fc.weight", l, {E, FCe, C}, s, true, p.wfc, p.dwfc,
+            ep_split(E, FCe * C));
+      param(pre + "ffn.experts.proj.weight", l, {E, C, Fe}, s, true, p.wout, p.dwout,
+            ep_split(E, C * Fe));
     } else {
       param(pre + "ffn.fc.weight", l, {FC, C}, s, true, p.wfc, p.dwfc);
       param(pre + "ffn.proj.weight", l, {C, F}, s, true, p.wout, p.dwout);
@@ -158,11 +186,21 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
   }
   param("norm_final.weight", -1, {C}, kOnes, false, fin_g_, dfin_g_);
   if (ln) param("norm_final.bias", -1, {C}, kZeros, false, fin_b_, dfin_b_);
+  if (!cfg_.tie_embeddings) param("lm_head.weight", -1, {V, C}, s, true, head_, dhead_);
+  for (int grp = 0; grp < kShardGroups; ++grp) {
+    const int64_t begin = static_cast<int64_t>(pa.used() / sizeof(float));
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (static_cast<int>(params_[i].shard.group) != grp) continue;
+      const auto& ls = pending[i].local_shape;
+      *pending[i].w = params_[i].w = pa.alloc(DType::f32, ls);
+      *pending[i].g = params_[i].g = ga.alloc(DType::f32, ls);
+    }
+    group_range_[static_cast<size_t>(grp)] = {begin,
+                                              static_cast<int64_t>(pa.used() / sizeof(float))};
+  }
   if (cfg_.tie_embeddings) {
     head_ = wte_;
     dhead_ = dwte_;
-  } else {
-    param("lm_head.weight", -1, {V, C}, s, true, head_, dhead_);
   }
 
   auto f32 = [&](std::initializer_list<int64_t> shape) { return aa.alloc(DType::f32, shape); };
@@ -239,6 +277,17 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
       m.outp = f32({N * K, C});
       m.offsets.assign(static_cast<size_t>(E + 1), 0);
       m.f_global.assign(static_cast<size_t>(E), 0.0);
+      if (par_.ep > 1) {  // a rank's experts may receive every row of the ep group
+        const int64_t R = par_.ep * N * K;
+        m.xr = f32({R, C});
+        m.hr = f32({R, FCe});
+        m.actr = f32({R, Fe});
+        m.perm = aa.alloc(DType::i32, {R});
+        m.invperm = aa.alloc(DType::i32, {R});
+        m.local_offsets.assign(static_cast<size_t>(E / par_.ep + 1), 0);
+        m.send_rows.assign(static_cast<size_t>(par_.ep), 0);
+        m.recv_rows.assign(static_cast<size_t>(par_.ep), 0);
+      }
       if (gru) {
         m.xg = f32({N, P});
         m.gi = f32({N, 3 * P});
@@ -290,6 +339,19 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
     g_dxp_ = f32({N * K, C});
     moe_counts_.assign(static_cast<size_t>(E), 0);
     global_counts_.assign(static_cast<size_t>(E), 0);
+    if (par_.ep > 1) {
+      const int64_t R = par_.ep * N * K;
+      ep_ex_ = f32({R, C});
+      ep_out_ = f32({R, C});
+      g_r_h_ = f32({R, FCe});
+      g_r_act_ = f32({R, Fe});
+      g_r_x_ = f32({R, C});
+      ep_counts_.assign(static_cast<size_t>(par_.ep * E), 0);
+      ep_perm_.assign(static_cast<size_t>(R), 0);
+      ep_invperm_.assign(static_cast<size_t>(R), 0);
+      ep_send_el_.assign(static_cast<size_t>(par_.ep), 0);
+      ep_recv_el_.assign(static_cast<size_t>(par_.ep), 0);
+    }
     if (gru) {
       gru_h0_ = f32({N, P});  // zero: the arena is zero-filled and nothing writes it
       g_gru_dh_ = f32({N, P});
@@ -321,10 +383,14 @@ void Transformer::init_params(uint64_t seed) {
     const float sc = buf ? buffer_init_[i - n_params] : init_scale_[i];
     const uint64_t stream =
         k::rng_stream(k::RngPurpose::init, buf ? kBufferStreams + (i - n_params) : i);
+    const Shard sh = buf ? Shard{} : params_[i].shard;  // values keyed by the full tensor's index
     for (size_t j = 0; j < host.size(); ++j)
       host[j] = sc == kOnes    ? 1.0f
                 : sc == kZeros ? 0.0f
-                               : sc * static_cast<float>(k::normal(seed, stream, j));
+                               : sc * static_cast<float>(k::normal(
+                                          seed, stream,
+                                          static_cast<uint64_t>(sh.global_index(
+                                              static_cast<int64_t>(j)))));
     Tensor h = w;
     h.device = k::Device::cpu();
     h.data = host.data();
@@ -340,9 +406,48 @@ void Transformer::init_params(uint64_t seed) {
   }
 }
 
+void Transformer::gather_full(const Param& p, const Tensor& local, float* full) const {
+  const Shard& sh = p.shard;
+  const int64_t n = local.numel();
+  if (sh.parts == 1) {
+    k::copy(Tensor(full, DType::f32, k::Device::cpu(), {n}), local.view({n}));
+    return;
+  }
+  parallel::Comm* c = sh.group == ShardGroup::tp ? par_.tp_host : par_.ep_host;
+  SPARTA_CHECK(c && c->size() == sh.parts, "gather of {}: no communicator for its {} parts",
+               p.name, sh.parts);
+  std::vector<float> all(static_cast<size_t>(n * sh.parts));
+  const Tensor mine(all.data() + n * sh.index, DType::f32, k::Device::cpu(), {n});
+  k::copy(mine, local.view({n}));
+  c->all_gather(Tensor(all.data(), DType::f32, k::Device::cpu(), {n * sh.parts}), mine);
+  Shard s = sh;
+  for (s.index = 0; s.index < sh.parts; ++s.index)
+    for (int64_t o = 0; o < s.runs(); ++o)
+      std::copy_n(all.data() + s.index * n + o * s.run_length(), s.run_length(),
+                  full + s.run_global(o));
+}
+
+void Transformer::scatter_full(const Param& p, const float* full, const Tensor& local) const {
+  const Shard& sh = p.shard;
+  if (sh.parts == 1) {
+    k::copy(local.view({local.numel()}),
+            Tensor(const_cast<float*>(full), DType::f32, k::Device::cpu(), {local.numel()}));
+    return;
+  }
+  std::vector<float> mine(static_cast<size_t>(local.numel()));
+  for (int64_t o = 0; o < sh.runs(); ++o)
+    std::copy_n(full + sh.run_global(o), sh.run_length(), mine.data() + o * sh.run_length());
+  k::copy(local.view({local.numel()}),
+          Tensor(mine.data(), DType::f32, k::Device::cpu(), {local.numel()}));
+}
+
 int64_t Transformer::num_params() const {
   int64_t n = 0;
-  for (const Param& p : params_) n += p.w.numel();
+  for (const Param& p : params_) {
+    int64_t f = 1;
+    for (int64_t d : p.full_shape) f *= d;
+    n += f;
+  }
   return n;
 }
 
@@ -504,12 +609,30 @@ void Transformer::moe_forward(const LayerParams& p, LayerActs& a, Tensor x, MoeL
   st.dropped = k::moe_permute(m.pos, m.row_token, m.offsets, m.idx, E, capacity);
   m.rows = m.offsets.back();
   k::moe_gather(m.xp, x, m.row_token, m.rows);
-  k::grouped_matmul_forward(m.h, m.xp, p.wfc, m.offsets);
-  if (cfg_.ffn == FfnType::swiglu)
-    k::swiglu_forward(m.act.rows(0, m.rows), m.h.rows(0, m.rows));
-  else
-    k::gelu_forward(m.act.rows(0, m.rows), m.h.rows(0, m.rows));
-  k::grouped_matmul_forward(m.outp, m.act, p.wout, m.offsets);
+  if (par_.ep == 1) {
+    k::grouped_matmul_forward(m.h, m.xp, p.wfc, m.offsets);
+    if (cfg_.ffn == FfnType::swiglu)
+      k::swiglu_forward(m.act.rows(0, m.rows), m.h.rows(0, m.rows));
+    else
+      k::gelu_forward(m.act.rows(0, m.rows), m.h.rows(0, m.rows));
+    k::grouped_matmul_forward(m.outp, m.act, p.wout, m.offsets);
+  } else {
+    // Expert parallel: rows travel to the rank that owns their expert, are computed there in
+    // expert-major order, and come back to the same places; the router ran here (RMoE's GRU
+    // included), so nothing else moves.
+    ep_plan(m);
+    const int64_t R = m.received, C = cfg_.d_model;
+    ep_exchange(m, ep_ex_, m.xp, C, false);
+    k::moe_gather(m.xr, ep_ex_, m.perm, R);
+    k::grouped_matmul_forward(m.hr, m.xr, p.wfc, m.local_offsets);
+    if (cfg_.ffn == FfnType::swiglu)
+      k::swiglu_forward(m.actr.rows(0, R), m.hr.rows(0, R));
+    else
+      k::gelu_forward(m.actr.rows(0, R), m.hr.rows(0, R));
+    k::grouped_matmul_forward(ep_out_, m.actr, p.wout, m.local_offsets);
+    k::moe_gather(ep_ex_, ep_out_, m.invperm, R);
+    ep_exchange(m, m.outp, ep_ex_, C, true);
+  }
   k::moe_combine_forward(a.mlp_out, m.outp, m.w, m.pos);
   auto aux = k::moe_aux_losses(m.logits, m.probs, m.idx, st.expert_tokens, Tensor(), 0, 0, 0);
   m.use_f_global = dp_ != nullptr && dp_->size() > 1 && training_forward_;
@@ -541,15 +664,30 @@ void Transformer::moe_backward(const LayerParams& p, const LayerActs& a, Tensor 
   k::zero(g_doutp_);
   k::zero(g_dw_);
   k::moe_combine_backward(g_doutp_, g_dw_, dout, m.outp, m.w, m.pos);
-  k::zero(g_dact_);
-  k::zero(g_dh_);
   k::zero(g_dxp_);
-  k::grouped_matmul_backward(g_dact_, p.dwout, g_doutp_, m.act, p.wout, m.offsets);
-  if (cfg_.ffn == FfnType::swiglu)
-    k::swiglu_backward(g_dh_.rows(0, m.rows), g_dact_.rows(0, m.rows), m.h.rows(0, m.rows));
-  else
-    k::gelu_backward(g_dh_.rows(0, m.rows), g_dact_.rows(0, m.rows), m.h.rows(0, m.rows));
-  k::grouped_matmul_backward(g_dxp_, p.dwfc, g_dh_, m.xp, p.wfc, m.offsets);
+  if (par_.ep == 1) {
+    k::zero(g_dact_);
+    k::zero(g_dh_);
+    k::grouped_matmul_backward(g_dact_, p.dwout, g_doutp_, m.act, p.wout, m.offsets);
+    if (cfg_.ffn == FfnType::swiglu)
+      k::swiglu_backward(g_dh_.rows(0, m.rows), g_dact_.rows(0, m.rows), m.h.rows(0, m.rows));
+    else
+      k::gelu_backward(g_dh_.rows(0, m.rows), g_dact_.rows(0, m.rows), m.h.rows(0, m.rows));
+    k::grouped_matmul_backward(g_dxp_, p.dwfc, g_dh_, m.xp, p.wfc, m.offsets);
+  } else {  // the forward's exchanges, reversed
+    const int64_t R = m.received, C = cfg_.d_model;
+    ep_exchange(m, ep_ex_, g_doutp_, C, false);
+    k::moe_gather(ep_out_, ep_ex_, m.perm, R);
+    for (const Tensor& t : {g_r_act_, g_r_h_, g_r_x_}) k::zero(t);
+    k::grouped_matmul_backward(g_r_act_, p.dwout, ep_out_, m.actr, p.wout, m.local_offsets);
+    if (cfg_.ffn == FfnType::swiglu)
+      k::swiglu_backward(g_r_h_.rows(0, R), g_r_act_.rows(0, R), m.hr.rows(0, R));
+    else
+      k::gelu_backward(g_r_h_.rows(0, R), g_r_act_.rows(0, R), m.hr.rows(0, R));
+    k::grouped_matmul_backward(g_r_x_, p.dwfc, g_r_h_, m.xr, p.wfc, m.local_offsets);
+    k::moe_gather(ep_ex_, g_r_x_, m.invperm, R);
+    ep_exchange(m, g_dxp_, ep_ex_, C, true);
+  }
   k::moe_gather_backward(dx, g_dxp_, m.pos);
   k::zero(g_dlogits_);
   k::moe_route_backward(g_dlogits_, g_dw_, m.probs, m.idx, m.w);
@@ -571,6 +709,65 @@ void Transformer::moe_backward(const LayerParams& p, const LayerActs& a, Tensor 
   k::matmul_backward(g_gru_dh_prev_, dgru_whh_, g_gru_dgh_, m.h_prev, gru_whh_);
   k::matmul_backward(dx, p.dwgproj, g_gru_dx_, x, p.wgproj);
   std::swap(g_gru_dh_, g_gru_dh_prev_);  // now d(h_prev): what the MoE layer below receives
+}
+
+// Expert parallel plan of one MoE layer's forward (after moe_permute filled m.offsets with this
+// rank's rows per expert, expert-major over all E experts): every rank's per-expert counts are
+// all-gathered over the ep group (host), which fixes the rows each peer sends and receives and
+// the order in which this rank's experts see them (expert, then source rank).
+void Transformer::ep_plan(MoeActs& m) {
+  const int ep = par_.ep, er = par_.ep_rank;
+  const int64_t E = cfg_.moe_experts, El = E / ep;
+  int32_t* all = ep_counts_.data();
+  for (int64_t e = 0; e < E; ++e)
+    all[er * E + e] = static_cast<int32_t>(m.offsets[static_cast<size_t>(e + 1)] -
+                                           m.offsets[static_cast<size_t>(e)]);
+  const Tensor mine(all + er * E, DType::i32, k::Device::cpu(), {E});
+  par_.ep_host->all_gather(Tensor(all, DType::i32, k::Device::cpu(), {ep * E}), mine);
+  auto count = [&](int src, int64_t e) { return static_cast<int64_t>(all[src * E + e]); };
+  m.received = 0;
+  for (int j = 0; j < ep; ++j) {
+    m.send_rows[static_cast<size_t>(j)] = m.offsets[static_cast<size_t>((j + 1) * El)] -
+                                          m.offsets[static_cast<size_t>(j * El)];
+    int64_t r = 0;
+    for (int64_t e = 0; e < El; ++e) r += count(j, er * El + e);
+    m.recv_rows[static_cast<size_t>(j)] = r;
+    m.received += r;
+  }
+  // The receive buffer is source-major (rank j's rows for expert 0, 1, ... of this rank); the
+  // experts want expert-major.
+  int64_t dst = 0;
+  m.local_offsets[0] = 0;
+  for (int64_t e = 0; e < El; ++e) {
+    int64_t src_base = 0;
+    for (int j = 0; j < ep; ++j) {
+      int64_t at = src_base;
+      for (int64_t e2 = 0; e2 < e; ++e2) at += count(j, er * El + e2);
+      for (int64_t i = 0; i < count(j, er * El + e); ++i, ++dst) {
+        ep_perm_[static_cast<size_t>(dst)] = static_cast<int32_t>(at + i);
+        ep_invperm_[static_cast<size_t>(at + i)] = static_cast<int32_t>(dst);
+      }
+      src_base += m.recv_rows[static_cast<size_t>(j)];
+    }
+    m.local_offsets[static_cast<size_t>(e + 1)] = dst;
+  }
+  if (m.received > 0) {
+    k::copy(m.perm.rows(0, m.received),
+            Tensor(ep_perm_.data(), DType::i32, k::Device::cpu(), {m.received}));
+    k::copy(m.invperm.rows(0, m.received),
+            Tensor(ep_invperm_.data(), DType::i32, k::Device::cpu(), {m.received}));
+  }
+}
+
+void Transformer::ep_exchange(const MoeActs& m, Tensor dst, Tensor src, int64_t width,
+                              bool reverse) {
+  const auto& out_rows = reverse ? m.send_rows : m.recv_rows;
+  const auto& in_rows = reverse ? m.recv_rows : m.send_rows;
+  for (size_t j = 0; j < out_rows.size(); ++j) {
+    ep_recv_el_[j] = out_rows[j] * width;
+    ep_send_el_[j] = in_rows[j] * width;
+  }
+  par_.ep_dev->all_to_all_v(dst, ep_recv_el_, src, ep_send_el_);
 }
 
 namespace {

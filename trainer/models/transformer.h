@@ -9,6 +9,7 @@
 // Pre-LN and K = L is Post-LN bit for bit.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -39,11 +40,47 @@ struct MoeLayerStats {
 // as in the Mix-LN reference code.
 double angular_distance(const float* a, const float* b, int64_t n);
 
+// Which group of ranks splits a parameter between them (every other rank of the group holds a
+// different part; ranks outside it hold copies). none: the whole tensor on every rank.
+enum class ShardGroup { none = 0, tp = 1, ep = 2 };
+constexpr int kShardGroups = 3;
+
+// A parameter's place in its full tensor: the full tensor viewed as [outer, mid, inner]; this
+// rank holds mid rows [index * mid / parts, (index + 1) * mid / parts) of every outer block, i.e.
+// a local tensor [outer, mid / parts, inner]. Examples: column-parallel QKV [3C, C] is
+// [3, C, C] split on C (heads of each of q, k, v); row-parallel [C, F] is [C, F, 1]; experts
+// [E, ...] are [1, E, ...]. Initial values and gradient noise are keyed by the full tensor's
+// element index, so every layout draws the same numbers as one process.
+struct Shard {
+  ShardGroup group = ShardGroup::none;
+  int64_t outer = 1, mid = 1, inner = 1;
+  int parts = 1, index = 0;
+  int64_t local_mid() const { return mid / parts; }
+  // Contiguous runs of the local tensor: run o starts at local element o * run_length() and at
+  // full element run_global(o).
+  int64_t runs() const { return outer; }
+  int64_t run_length() const { return local_mid() * inner; }
+  int64_t run_global(int64_t o) const { return (o * mid + index * local_mid()) * inner; }
+  int64_t global_index(int64_t local) const {
+    return parts == 1 ? local : run_global(local / run_length()) + local % run_length();
+  }
+};
+
 struct Param {
   std::string name;
   int layer = -1;     // -1: not inside a block (embeddings, final norm, head)
   bool decay = true;  // AdamW weight decay applies (matrices and embeddings, not norms)
-  Tensor w, g;        // weight and its gradient, same shape
+  Tensor w, g;        // this rank's part of the weight and its gradient, same shape
+  Shard shard;        // where w sits in the full tensor (group none: w is the full tensor)
+  std::vector<int64_t> full_shape;
+};
+
+// How this rank's model is split; the trainer builds it from the process mesh. The
+// communicators are not owned. *_dev carry the model's device tensors (NCCL on GPUs, else MPI);
+// *_host carry host tensors and checkpoint gathers (MPI; device tensors are staged).
+struct ModelParallel {
+  int tp = 1, tp_rank = 0, ep = 1, ep_rank = 0;
+  parallel::Comm *tp_dev = nullptr, *tp_host = nullptr, *ep_dev = nullptr, *ep_host = nullptr;
 };
 
 class Transformer {
@@ -51,7 +88,9 @@ class Transformer {
   // Plans and allocates parameters, gradients and activations for micro-batches of B sequences
   // of cfg.seq_len tokens on `device`. Parameters are initialised from `seed` (Philox streams
   // keyed by parameter number, so values are independent of device and layout).
-  Transformer(const ModelConfig& cfg, int batch, kernels::Device device, uint64_t seed);
+  // `par`: this rank's tensor- and expert-parallel split (default: the whole model).
+  Transformer(const ModelConfig& cfg, int batch, kernels::Device device, uint64_t seed,
+              const ModelParallel& par = {});
 
   const ModelConfig& config() const { return cfg_; }
   int batch() const { return B_; }
@@ -65,6 +104,18 @@ class Transformer {
   // Every parameter / gradient as one flat tensor (padding between tensors is zero).
   Tensor flat_params() const { return param_arena_.flat_f32(); }
   Tensor flat_grads() const { return grad_arena_.flat_f32(); }
+  // Parameters are laid out by shard group (none, then tp, then ep), so each group's gradients
+  // are one contiguous range [begin, end) of the flat block (reduced and normed per group).
+  std::pair<int64_t, int64_t> group_range(ShardGroup g) const {
+    return group_range_[static_cast<size_t>(g)];
+  }
+  const ModelParallel& parallel() const { return par_; }
+  // The full tensor of a (possibly sharded) parameter or optimizer moment `local` (laid out as
+  // p.w) into host memory full[numel(full_shape)]. Collective over p's shard group: every rank of
+  // it calls this for the same p in the same order.
+  void gather_full(const Param& p, const Tensor& local, float* full) const;
+  // The inverse: this rank's part of a full host tensor into `local` (no communication).
+  void scatter_full(const Param& p, const float* full, const Tensor& local) const;
   size_t activation_bytes() const { return act_arena_.used(); }
   size_t param_bytes() const { return param_arena_.used(); }
 
@@ -146,6 +197,12 @@ class Transformer {
     // Data parallel: the global batch's assignment fraction of each expert (used when set).
     std::vector<double> f_global;
     bool use_f_global = false;
+    // Expert parallel (ep > 1): the rows of this rank's experts gathered from every rank of the
+    // ep group, in expert-major order [ep*N*K max, .]; perm maps such a row to its place in the
+    // source-major receive buffer, invperm back; counts are rows per peer.
+    Tensor xr, hr, actr, perm, invperm;
+    std::vector<int64_t> local_offsets, send_rows, recv_rows;
+    int64_t received = 0;
   };
   struct LayerActs {
     Tensor out;                                  // [N,C] the layer's output = next layer's input
@@ -175,6 +232,9 @@ class Transformer {
   void ffn_backward(const LayerParams& p, const LayerActs& a, Tensor x, Tensor dout, Tensor dx);
   void moe_forward(const LayerParams& p, LayerActs& a, Tensor x, MoeLayerStats& stats);
   void moe_backward(const LayerParams& p, const LayerActs& a, Tensor x, Tensor dout, Tensor dx);
+  void ep_plan(MoeActs& m);
+  // Rows `src` (widths w) to the peers by m's counts, or back (reverse = true).
+  void ep_exchange(const MoeActs& m, Tensor dst, Tensor src, int64_t width, bool reverse);
   void uoe_route(UoeRoute& r, Tensor x, Tensor wg, Tensor cg, int64_t E, bool attn,
                  MoeLayerStats& st);
   void uoe_attention_forward(const LayerParams& p, LayerActs& a, Tensor x);
@@ -185,6 +245,8 @@ class Transformer {
   ModelConfig cfg_;
   int B_;
   kernels::Device device_;
+  ModelParallel par_;
+  std::array<std::pair<int64_t, int64_t>, kShardGroups> group_range_{};
   kernels::Arena param_arena_, grad_arena_, act_arena_, buffer_arena_;
   std::vector<Param> params_, buffers_;
   std::vector<float> init_scale_, buffer_init_;  // per param/buffer: >0 std, 0 zeros, -1 ones
@@ -207,6 +269,10 @@ class Transformer {
   Tensor uoe_ones_a_, uoe_ones_m_;
   int64_t uoe_Ta_ = 0, uoe_Tm_ = 0, uoe_Gm_ = 0;  // planned slots (SMHA: max), MLP groups
   Tensor g_u_xs_, g_u_y_, g_u_qkv_, g_u_q_, g_u_k_, g_u_v_, g_u_o_, g_u_att_, g_u_h_, g_u_act_;
+  // Expert parallel scratch: the exchange buffer, receive-side gradients, host plans.
+  Tensor ep_ex_, ep_out_, g_r_h_, g_r_act_, g_r_x_;
+  std::vector<int32_t> ep_counts_, ep_perm_, ep_invperm_;
+  std::vector<int64_t> ep_send_el_, ep_recv_el_;
   std::vector<int64_t> moe_counts_;     // scratch for moe_aux_losses
   float grad_scale_ = 1.0f;             // of the running forward_backward (aux-loss gradients)
   parallel::Comm* dp_ = nullptr;        // set_data_parallel

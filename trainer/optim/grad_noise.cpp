@@ -15,8 +15,28 @@ double noise_sigma(const NoiseParams& p, int64_t step) {
 
 GradPost clip_and_noise(std::vector<models::Param>& params, k::Tensor flat_grads, double clip,
                         const NoiseParams& noise, int64_t step) {
+  return clip_and_noise_with_norm(params, flat_grads, std::sqrt(k::sum_squares(flat_grads)), clip,
+                                  noise, step);
+}
+
+void add_param_noise(const models::Param& p, uint32_t i, k::Tensor g, int64_t in_param,
+                     float sigma, uint64_t seed, int64_t step) {
+  const models::Shard& sh = p.shard;
+  const int64_t n = g.numel(), run = sh.parts == 1 ? in_param + n : sh.run_length();
+  float* base = static_cast<float*>(g.data);
+  for (int64_t at = in_param; at < in_param + n;) {  // one call per run of the full tensor
+    const int64_t len = std::min(in_param + n, (at / run + 1) * run) - at;
+    k::add_gaussian_noise(k::Tensor(base + (at - in_param), k::DType::f32, g.device, {len}), sigma,
+                          seed, i, static_cast<uint32_t>(step), sh.global_index(at));
+    at += len;
+  }
+}
+
+GradPost clip_and_noise_with_norm(std::vector<models::Param>& params, k::Tensor flat_grads,
+                                  double norm, double clip, const NoiseParams& noise,
+                                  int64_t step) {
   GradPost r;
-  r.norm = std::sqrt(k::sum_squares(flat_grads));
+  r.norm = norm;
   r.clip_scale = clip > 0 && r.norm > clip ? clip / r.norm : 1.0;
   r.sigma = noise_sigma(noise, step);
   if (r.sigma == 0) {
@@ -26,8 +46,8 @@ GradPost clip_and_noise(std::vector<models::Param>& params, k::Tensor flat_grads
   if (r.clip_scale != 1.0) k::scale(flat_grads, static_cast<float>(r.clip_scale));
   SPARTA_CHECK(step >= 0 && step < (int64_t{1} << 32), "noise step {} outside 32 bits", step);
   for (size_t i = 0; i < params.size(); ++i)
-    k::add_gaussian_noise(params[i].g, static_cast<float>(r.sigma), noise.seed,
-                          static_cast<uint32_t>(i), static_cast<uint32_t>(step));
+    add_param_noise(params[i], static_cast<uint32_t>(i), params[i].g, 0,
+                    static_cast<float>(r.sigma), noise.seed, step);
   return r;
 }
 

@@ -30,5 +30,15 @@ struct GradPost {
 // parameter list) gets noise keyed by (seed, i, step, element index).
 GradPost clip_and_noise(std::vector<models::Param>& params, kernels::Tensor flat_grads, double clip,
                         const NoiseParams& noise, int64_t step);
+// The same with the global norm given (sharded models: the norm of the full gradient needs a
+// reduction over the shard groups, trainer.cpp). A sharded parameter's noise is keyed by the
+// full tensor's element index, so each rank adds exactly its elements' one-process noise.
+GradPost clip_and_noise_with_norm(std::vector<models::Param>& params, kernels::Tensor flat_grads,
+                                  double norm, double clip, const NoiseParams& noise,
+                                  int64_t step);
+// Noise of elements [in_param, in_param + g.numel()) of parameter i's local tensor, keyed by
+// their full-tensor indices.
+void add_param_noise(const models::Param& p, uint32_t i, kernels::Tensor g, int64_t in_param,
+                     float sigma, uint64_t seed, int64_t step);
 
 }  // namespace sparta::trainer
