@@ -51,7 +51,7 @@ void matmul_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tenso
                                                inp.f32(), weight.f32(), N, IC, OC));
 }
 
-void embedding_forward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe) {
+void embedding_forward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int64_t vocab_begin) {
   same_device("embedding_forward", {&out, &tokens, &wte, &wpe});
   const int64_t B = tokens.dim(0), T = tokens.dim(1), C = wte.dim(1);
   SPARTA_CHECK(tokens.ndim == 2, "embedding_forward: tokens must be [B,T], got {}",
@@ -59,17 +59,18 @@ void embedding_forward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe) {
   SPARTA_CHECK(wpe.empty() || (wpe.dim(1) == C && wpe.dim(0) >= T),
                "embedding_forward: wpe {} for T={} C={}", wpe.shape_str(), T, C);
   expect_numel("embedding_forward", "out", out, B * T * C);
-  SPARTA_DISPATCH(out.device,
-                  embedding_forward(out.f32(), tokens.i32(), wte.f32(), opt_f32(wpe), B, T, C));
+  SPARTA_DISPATCH(out.device, embedding_forward(out.f32(), tokens.i32(), wte.f32(), opt_f32(wpe), B,
+                                                T, C, vocab_begin, wte.dim(0)));
 }
 
-void embedding_backward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens) {
+void embedding_backward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens, int64_t vocab_begin) {
   same_device("embedding_backward", {&dwte, &dwpe, &dout, &tokens});
   const int64_t B = tokens.dim(0), T = tokens.dim(1), C = dout.numel() / (B * T);
   SPARTA_CHECK(dwte.empty() || dwte.dim(1) == C, "embedding_backward: dwte {} C={}",
                dwte.shape_str(), C);
-  SPARTA_DISPATCH(dout.device, embedding_backward(opt_f32(dwte), opt_f32(dwpe), dout.f32(),
-                                                  tokens.i32(), B, T, C));
+  SPARTA_DISPATCH(dout.device,
+                  embedding_backward(opt_f32(dwte), opt_f32(dwpe), dout.f32(), tokens.i32(), B, T,
+                                     C, vocab_begin, dwte.empty() ? 0 : dwte.dim(0)));
 }
 
 void rope_forward(Tensor x, float theta) {
@@ -216,9 +217,41 @@ void lm_head_xent(Tensor losses, Tensor logits_ws, Tensor hidden, Tensor wout, T
   expect_numel("lm_head_xent", "targets", targets, N);
   expect_numel("lm_head_xent", "dhidden", dhidden, N * C);
   expect_numel("lm_head_xent", "dwout", dwout, V * C);
-  SPARTA_DISPATCH(hidden.device,
-                  lm_head_xent(losses.f32(), logits_ws.f32(), hidden.f32(), wout.f32(),
-                               targets.i32(), N, C, V, R, dloss, opt_f32(dhidden), opt_f32(dwout)));
+  SPARTA_DISPATCH(
+      hidden.device,
+      lm_head_xent(losses.f32(), logits_ws.f32(), hidden.f32(), wout.f32(), targets.i32(), N, C, V,
+                   R, dloss, opt_f32(dhidden), opt_f32(dwout), 0, nullptr, nullptr));
+}
+
+void lm_head_lse(Tensor part_lse, Tensor target_logit, Tensor logits_ws, Tensor hidden, Tensor wout,
+                 Tensor targets, int64_t vocab_begin) {
+  same_device("lm_head_lse", {&part_lse, &target_logit, &logits_ws, &hidden, &wout, &targets});
+  const int64_t V = wout.dim(0), C = wout.dim(1), N = hidden.numel() / C, R = logits_ws.dim(0);
+  SPARTA_CHECK(logits_ws.ndim == 2 && logits_ws.dim(1) == V && R > 0,
+               "lm_head_lse: logits workspace {} for V={}", logits_ws.shape_str(), V);
+  expect_numel("lm_head_lse", "part_lse", part_lse, N);
+  expect_numel("lm_head_lse", "target_logit", target_logit, N);
+  expect_numel("lm_head_lse", "targets", targets, N);
+  SPARTA_DISPATCH(hidden.device, lm_head_xent(part_lse.f32(), logits_ws.f32(), hidden.f32(),
+                                              wout.f32(), targets.i32(), N, C, V, R, 0.0f, nullptr,
+                                              nullptr, vocab_begin, nullptr, target_logit.f32()));
+}
+
+void lm_head_xent_backward(Tensor logits_ws, Tensor hidden, Tensor wout, Tensor targets,
+                           Tensor row_lse, int64_t vocab_begin, float dloss, Tensor dhidden,
+                           Tensor dwout) {
+  same_device("lm_head_xent_backward",
+              {&logits_ws, &hidden, &wout, &targets, &row_lse, &dhidden, &dwout});
+  const int64_t V = wout.dim(0), C = wout.dim(1), N = hidden.numel() / C, R = logits_ws.dim(0);
+  SPARTA_CHECK(logits_ws.ndim == 2 && logits_ws.dim(1) == V && R > 0,
+               "lm_head_xent_backward: logits workspace {} for V={}", logits_ws.shape_str(), V);
+  expect_numel("lm_head_xent_backward", "row_lse", row_lse, N);
+  expect_numel("lm_head_xent_backward", "targets", targets, N);
+  expect_numel("lm_head_xent_backward", "dhidden", dhidden, N * C);
+  expect_numel("lm_head_xent_backward", "dwout", dwout, V * C);
+  SPARTA_DISPATCH(hidden.device, lm_head_xent(nullptr, logits_ws.f32(), hidden.f32(), wout.f32(),
+                                              targets.i32(), N, C, V, R, dloss, opt_f32(dhidden),
+                                              opt_f32(dwout), vocab_begin, row_lse.f32(), nullptr));
 }
 
 void add(Tensor out, Tensor a, Tensor b) {
@@ -238,12 +271,15 @@ void scale(Tensor x, float s) {
   SPARTA_DISPATCH(x.device, scale(x.f32(), s, x.numel()));
 }
 
-double sum_squares(Tensor x) { return SPARTA_DISPATCH_RET(x.device, sum_squares(x.f32(), x.numel())); }
+double sum_squares(Tensor x) {
+  return SPARTA_DISPATCH_RET(x.device, sum_squares(x.f32(), x.numel()));
+}
 
 void add_gaussian_noise(Tensor x, float sigma, uint64_t seed, uint32_t param_id, uint32_t step,
                         int64_t index_offset) {
   SPARTA_CHECK(index_offset >= 0, "add_gaussian_noise: negative index offset {}", index_offset);
-  SPARTA_DISPATCH(x.device, add_noise(x.f32(), x.numel(), sigma, seed, param_id, step, index_offset));
+  SPARTA_DISPATCH(x.device,
+                  add_noise(x.f32(), x.numel(), sigma, seed, param_id, step, index_offset));
 }
 
 void adamw_update(Tensor param, Tensor grad, Tensor m, Tensor v, const AdamWParams& p) {

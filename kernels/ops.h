@@ -27,8 +27,11 @@ void matmul_backward(Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tenso
 
 // ---- embeddings ------------------------------------------------------------------------------
 // out[B*T,C] = wte[tokens] (+ wpe[t] when wpe is not empty). tokens: i32 [B,T], values < V.
-void embedding_forward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe);
-void embedding_backward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens);
+// Vocab-parallel: wte holds rows [vocab_begin, vocab_begin + wte.dim(0)) of the full table;
+// tokens outside embed as zeros and add no gradient (the tensor-parallel sum completes them).
+void embedding_forward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int64_t vocab_begin = 0);
+void embedding_backward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens,
+                        int64_t vocab_begin = 0);
 // Rotary position embedding applied in place to x[B,H,T,D] (pairs (2i, 2i+1), position = t).
 void rope_forward(Tensor x, float theta);
 // Inverse rotation of dx in place: the adjoint of rope_forward.
@@ -72,6 +75,19 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, 
 // With dhidden/dwout given, backpropagates d(sum_n dloss * losses[n]) into them (+=).
 void lm_head_xent(Tensor losses, Tensor logits_ws, Tensor hidden, Tensor wout, Tensor targets,
                   float dloss, Tensor dhidden, Tensor dwout);
+// Vocab-parallel cross-entropy in two passes around the tensor-parallel reductions; wout holds
+// vocabulary rows [vocab_begin, vocab_begin + wout.dim(0)), targets are full-vocabulary ids.
+// Pass 1: part_lse[n] = log-sum-exp of this part's logits of row n, target_logit[n] = the
+// target's logit if this part holds it, else 0 (ignored rows: both 0). The full row's
+// log-sum-exp is the log-sum-exp of the parts' values; the target logit is their sum.
+void lm_head_lse(Tensor part_lse, Tensor target_logit, Tensor logits_ws, Tensor hidden, Tensor wout,
+                 Tensor targets, int64_t vocab_begin);
+// Pass 2: recomputes this part's logits and adds the gradient of dloss * sum_n loss[n] given
+// the full rows' log-sum-exp: dlogits = dloss * (exp(z - row_lse) - onehot). dhidden receives
+// this part's share (to be summed over the parts).
+void lm_head_xent_backward(Tensor logits_ws, Tensor hidden, Tensor wout, Tensor targets,
+                           Tensor row_lse, int64_t vocab_begin, float dloss, Tensor dhidden,
+                           Tensor dwout);
 
 // ---- elementwise, reductions, optimizer --------------------------------------------------------
 void add(Tensor out, Tensor a, Tensor b);  // out = a + b

@@ -178,9 +178,9 @@ StepResult Trainer::step(int64_t step) {
   // Spec order: reduction, then global-norm clip, then noise, then the optimizer.
   if (!optim_->sharded()) {
     reduce_grads();
-    const GradPost g =
-        clip_and_noise_with_norm(model_->params(), model_->flat_grads(),
-                                 grad_norm(model_->flat_grads()), cfg_.optim.clip_norm, noise_, step);
+    const GradPost g = clip_and_noise_with_norm(model_->params(), model_->flat_grads(),
+                                                grad_norm(model_->flat_grads()),
+                                                cfg_.optim.clip_norm, noise_, step);
     r.grad_norm = g.norm;
     r.noise_sigma = g.sigma;
     optim_->step(r.lr, g.optimizer_grad_scale, step + 1);
@@ -225,7 +225,8 @@ void Trainer::reduce_grads() {
   const k::Tensor flat = model_->flat_grads();
   const auto [eb, ee] = model_->group_range(models::ShardGroup::ep);
   const int64_t dense_end = ee > eb ? eb : flat.numel();
-  if (dp_comm_->size() > 1) grad_comm_->all_reduce(flat.rows(0, dense_end), parallel::ReduceOp::avg);
+  if (dp_comm_->size() > 1)
+    grad_comm_->all_reduce(flat.rows(0, dense_end), parallel::ReduceOp::avg);
   if (ee > eb) {
     const k::Tensor experts = flat.rows(eb, ee);
     if (edp_comm_->size() > 1) edp_dev_->all_reduce(experts, parallel::ReduceOp::sum);
@@ -257,8 +258,9 @@ double Trainer::grad_norm(const k::Tensor& flat) {
 // Cumulative traffic of the communicators, one record per collective kind used.
 std::vector<monitoring::CommRecord> Trainer::comm_records() const {
   std::vector<monitoring::CommRecord> out;
-  for (const parallel::Comm* c : {dp_comm_.get(), ep_comm_.get(), edp_comm_.get(), tp_comm_.get(),
-                                  nccl_dp_.get(), nccl_ep_.get(), nccl_edp_.get(), nccl_tp_.get()}) {
+  for (const parallel::Comm* c :
+       {dp_comm_.get(), ep_comm_.get(), edp_comm_.get(), tp_comm_.get(), nccl_dp_.get(),
+        nccl_ep_.get(), nccl_edp_.get(), nccl_tp_.get()}) {
     if (!c || c->size() == 1) continue;
     for (size_t kind = 0; kind < parallel::kCollKinds; ++kind) {
       const auto k = static_cast<parallel::CollKind>(kind);
@@ -298,9 +300,11 @@ void Trainer::setup_parallel() {
   if (p.cp > 1)
     SPARTA_USAGE_ERROR("parallel.cp = {}: context parallelism is not implemented yet (use cp = 1)",
                        p.cp);
-  if (p.tp > 1)
-    SPARTA_USAGE_ERROR("parallel.tp = {}: tensor parallelism is not implemented yet (use tp = 1)",
-                       p.tp);
+  if (p.tp > 1 && m.moe_experts > 0)
+    SPARTA_USAGE_ERROR(
+        "parallel.tp = {} with moe.experts = {}: MoE layers are split by expert parallelism; use "
+        "parallel.ep (and tp = 1) for MoE and RMoE models",
+        p.tp, m.moe_experts);
   if (p.zero == 1 && (p.tp > 1 || p.ep > 1))
     SPARTA_USAGE_ERROR(
         "parallel.zero = 1 with tp = {} and ep = {}: ZeRO-1 shards the optimizer over data "
@@ -520,9 +524,12 @@ RunSummary Trainer::run() {
       info.config_toml = to_toml(cfg_);
       info.tokenizer_path = (fs::path(cfg_.data.dir) / "tokenizer.model").string();
       optim_->gather_full_state(*grad_comm_);  // ZeRO-1: every rank's moments, on every rank
-      info.layout = {world_.size,         mesh_->size(parallel::Dim::dp),
-                     mesh_->size(parallel::Dim::tp), mesh_->size(parallel::Dim::cp),
-                     mesh_->size(parallel::Dim::ep), cfg_.parallel.zero};
+      info.layout = {world_.size,
+                     mesh_->size(parallel::Dim::dp),
+                     mesh_->size(parallel::Dim::tp),
+                     mesh_->size(parallel::Dim::cp),
+                     mesh_->size(parallel::Dim::ep),
+                     cfg_.parallel.zero};
       checkpoint::SaveResult saved;
       // Sharded parameters are gathered (collective), so then every rank takes part.
       if (world_.rank == 0 || tp_comm_->size() > 1 || ep_comm_->size() > 1)
@@ -548,10 +555,10 @@ RunSummary Trainer::run() {
   sum.tokens_per_s = tokens_per_step * static_cast<double>(s - start) / sum.seconds;
   sum.final_train_loss = sum.losses.empty() ? 0 : sum.losses.back();
   for (const auto& c : comm_records()) sum.comm_seconds += c.seconds;
-  const std::string comm =
-      dp_comm_->size() > 1 ? fmt::format(" | {} ranks, communication {:.1f} % of the run",
-                                         dp_comm_->size(), 100.0 * sum.comm_seconds / sum.seconds)
-                           : "";
+  const std::string comm = world_.size > 1
+                               ? fmt::format(" | {} ranks, communication {:.1f} % of the run",
+                                             world_.size, 100.0 * sum.comm_seconds / sum.seconds)
+                               : "";
   say(fmt::format(
       "done: {} steps, {:.0f} tokens in {} ({:.0f} tok/s) | train loss {:.4f} | val loss "
       "{:.4f} ({:.3f} bits/byte) vs unigram {:.4f} ({:.3f} bits/byte){}",

@@ -6,22 +6,25 @@ namespace sparta::kernels::cpu {
 #include "kernels/uoe_backend.inc"
 
 void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
-                       int64_t B, int64_t T, int64_t C) {
+                       int64_t B, int64_t T, int64_t C, int64_t vb, int64_t V) {
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < B * T; ++n) {
-    const float* e = wte + static_cast<int64_t>(tokens[n]) * C;
+    const int64_t row = static_cast<int64_t>(tokens[n]) - vb;
+    const float* e = row >= 0 && row < V ? wte + row * C : nullptr;
     const float* p = wpe ? wpe + (n % T) * C : nullptr;
     float* o = out + n * C;
-    for (int64_t c = 0; c < C; ++c) o[c] = e[c] + (p ? p[c] : 0.0f);
+    for (int64_t c = 0; c < C; ++c) o[c] = (e ? e[c] : 0.0f) + (p ? p[c] : 0.0f);
   }
 }
 
 void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
-                        int64_t B, int64_t T, int64_t C) {
+                        int64_t B, int64_t T, int64_t C, int64_t vb, int64_t V) {
   // Serial over tokens: rows of dwte may repeat, and a fixed order keeps the sum deterministic.
   if (dwte) {
     for (int64_t n = 0; n < B * T; ++n) {
-      float* d = dwte + static_cast<int64_t>(tokens[n]) * C;
+      const int64_t row = static_cast<int64_t>(tokens[n]) - vb;
+      if (row < 0 || row >= V) continue;
+      float* d = dwte + row * C;
       const float* g = dout + n * C;
       for (int64_t c = 0; c < C; ++c) d[c] += g[c];
     }

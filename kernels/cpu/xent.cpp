@@ -7,7 +7,8 @@ namespace sparta::kernels::cpu {
 
 void lm_head_xent(float* losses, float* logits_ws, const float* hidden, const float* wout,
                   const int32_t* targets, int64_t N, int64_t C, int64_t V, int64_t R, float dloss,
-                  float* dhidden, float* dwout) {
+                  float* dhidden, float* dwout, int64_t vb, const float* row_lse,
+                  float* target_logit) {
   const bool backward = dhidden || dwout;
   for (int64_t r0 = 0; r0 < N; r0 += R) {
     const int64_t nr = std::min(R, N - r0);
@@ -18,20 +19,33 @@ void lm_head_xent(float* losses, float* logits_ws, const float* hidden, const fl
       float* z = logits_ws + i * V;
       const int32_t tgt = targets[r0 + i];
       if (tgt < 0) {  // ignored position: no loss, no gradient
-        losses[r0 + i] = 0.0f;
+        if (!row_lse) losses[r0 + i] = 0.0f;
+        if (target_logit) target_logit[r0 + i] = 0.0f;
         if (backward) std::fill(z, z + V, 0.0f);
         continue;
       }
-      float mx = z[0];
-      for (int64_t j = 1; j < V; ++j) mx = std::max(mx, z[j]);
-      double sum = 0.0;
-      for (int64_t j = 0; j < V; ++j) sum += std::exp(static_cast<double>(z[j] - mx));
-      const double lse = mx + std::log(sum);
-      losses[r0 + i] = static_cast<float>(lse - z[tgt]);
+      const int64_t t = static_cast<int64_t>(tgt) - vb;  // in this part of the vocabulary?
+      const bool here = t >= 0 && t < V;
+      double lse = 0;
+      if (row_lse) {
+        lse = row_lse[r0 + i];
+      } else {
+        float mx = z[0];
+        for (int64_t j = 1; j < V; ++j) mx = std::max(mx, z[j]);
+        double sum = 0.0;
+        for (int64_t j = 0; j < V; ++j) sum += std::exp(static_cast<double>(z[j] - mx));
+        lse = mx + std::log(sum);
+        if (target_logit) {
+          losses[r0 + i] = static_cast<float>(lse);
+          target_logit[r0 + i] = here ? z[t] : 0.0f;
+        } else {
+          losses[r0 + i] = static_cast<float>(lse - z[t]);
+        }
+      }
       if (backward) {  // dlogits = dloss * (softmax - onehot), written over the logits
         for (int64_t j = 0; j < V; ++j)
           z[j] = dloss * static_cast<float>(std::exp(static_cast<double>(z[j]) - lse));
-        z[tgt] -= dloss;
+        if (here) z[t] -= dloss;
       }
     }
     if (dhidden)

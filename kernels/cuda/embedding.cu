@@ -7,11 +7,11 @@ namespace {
 constexpr int kThreads = 256;
 
 __global__ void emb_fwd_k(float* out, const int32_t* tokens, const float* wte, const float* wpe,
-                          int64_t BT, int64_t T, int64_t C) {
+                          int64_t BT, int64_t T, int64_t C, int64_t vb, int64_t V) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < BT * C;
        i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t n = i / C, c = i % C;
-    float x = wte[static_cast<int64_t>(tokens[n]) * C + c];
+    const int64_t n = i / C, c = i % C, row = static_cast<int64_t>(tokens[n]) - vb;
+    float x = row >= 0 && row < V ? wte[row * C + c] : 0.0f;
     if (wpe) x += wpe[(n % T) * C + c];
     out[i] = x;
   }
@@ -20,11 +20,11 @@ __global__ void emb_fwd_k(float* out, const int32_t* tokens, const float* wte, c
 // dwte rows may repeat within a batch: atomics (order-dependent in the last bit; the CPU path is
 // the deterministic reference).
 __global__ void emb_bwd_wte_k(float* dwte, const float* dout, const int32_t* tokens, int64_t BT,
-                              int64_t C) {
+                              int64_t C, int64_t vb, int64_t V) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < BT * C;
        i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t n = i / C, c = i % C;
-    atomicAdd(dwte + static_cast<int64_t>(tokens[n]) * C + c, dout[i]);
+    const int64_t n = i / C, c = i % C, row = static_cast<int64_t>(tokens[n]) - vb;
+    if (row >= 0 && row < V) atomicAdd(dwte + row * C + c, dout[i]);
   }
 }
 
@@ -60,15 +60,17 @@ __global__ void rope_k(float* x, const int32_t* pos, int64_t G, int64_t H, int64
 }  // namespace
 
 void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
-                       int64_t B, int64_t T, int64_t C) {
-  emb_fwd_k<<<blocks_for(B * T * C, kThreads), kThreads>>>(out, tokens, wte, wpe, B * T, T, C);
+                       int64_t B, int64_t T, int64_t C, int64_t vb, int64_t V) {
+  emb_fwd_k<<<blocks_for(B * T * C, kThreads), kThreads>>>(out, tokens, wte, wpe, B * T, T, C, vb,
+                                                           V);
   SPARTA_CUDA_LAUNCHED();
 }
 
 void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
-                        int64_t B, int64_t T, int64_t C) {
+                        int64_t B, int64_t T, int64_t C, int64_t vb, int64_t V) {
   if (dwte) {
-    emb_bwd_wte_k<<<blocks_for(B * T * C, kThreads), kThreads>>>(dwte, dout, tokens, B * T, C);
+    emb_bwd_wte_k<<<blocks_for(B * T * C, kThreads), kThreads>>>(dwte, dout, tokens, B * T, C, vb,
+                                                                 V);
     SPARTA_CUDA_LAUNCHED();
   }
   if (dwpe) {

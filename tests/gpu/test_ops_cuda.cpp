@@ -158,6 +158,37 @@ TEST(CudaOps, LmHeadCrossEntropy) {
   EXPECT_LT(rel_err(gdw.to_host(), host_d(dw)), kTol);
 }
 
+// The vocab-parallel pieces on one part of the vocabulary (rows [vb, vb + Vl) of the head).
+TEST(CudaOps, VocabParallelPieces) {
+  SPARTA_REQUIRE_GPU();
+  const int64_t B = 2, T = 25, N = B * T, C = 32, Vl = 100, vb = 100, R = 16;
+  auto h = randn({N, C}, 19), w = randn({Vl, C}, 20, 0.2f), dy = randn({N, C}, 21);
+  HostI32 tgt({N}), tok({B, T});
+  for (size_t i = 0; i < tgt.v.size(); ++i) {
+    tgt.v[i] = i % 9 == 4 ? -1 : static_cast<int32_t>((i * 31) % 300);  // some in [100, 200)
+    tok.v[i] = static_cast<int32_t>((i * 37) % 300);
+  }
+  HostF32 lse({N}), tl({N}), ws({R, Vl}), row_lse({N}), dh({N, C}), dw({Vl, C}), emb({N, C}),
+      dwte({Vl, C});
+  k::lm_head_lse(lse.t, tl.t, ws.t, h.t, w.t, tgt.t, vb);
+  for (size_t i = 0; i < row_lse.v.size(); ++i) row_lse.v[i] = lse.v[i] + 0.5f;  // other parts
+  k::lm_head_xent_backward(ws.t, h.t, w.t, tgt.t, row_lse.t, vb, 0.02f, dh.t, dw.t);
+  k::embedding_forward(emb.t, tok.t, w.t, Tensor(), vb);
+  k::embedding_backward(dwte.t, Tensor(), dy.t, tok.t, vb);
+  DeviceTensor gh(h), gw(w), gt(tgt), gtok(tok), gdy(dy), glse(lse), gtl(tl), gws(ws), grl(row_lse),
+      gdh(HostF32({N, C})), gdw(HostF32({Vl, C})), gemb(emb), gdwte(HostF32({Vl, C}));
+  k::lm_head_lse(glse.t, gtl.t, gws.t, gh.t, gw.t, gt.t, vb);
+  k::lm_head_xent_backward(gws.t, gh.t, gw.t, gt.t, grl.t, vb, 0.02f, gdh.t, gdw.t);
+  k::embedding_forward(gemb.t, gtok.t, gw.t, Tensor(), vb);
+  k::embedding_backward(gdwte.t, Tensor(), gdy.t, gtok.t, vb);
+  EXPECT_LT(rel_err(glse.to_host(), host_d(lse)), kTol);
+  EXPECT_LT(rel_err(gtl.to_host(), host_d(tl)), kTol);
+  EXPECT_LT(rel_err(gdh.to_host(), host_d(dh)), kTol);
+  EXPECT_LT(rel_err(gdw.to_host(), host_d(dw)), kTol);
+  EXPECT_LT(rel_err(gemb.to_host(), host_d(emb)), kTol);
+  EXPECT_LT(rel_err(gdwte.to_host(), host_d(dwte)), kTol);
+}
+
 TEST(CudaOps, ElementwiseReductionAdamW) {
   SPARTA_REQUIRE_GPU();
   const int64_t n = 100003;

@@ -26,8 +26,14 @@ print('\n'.join(' '.join(r.choice(w) for _ in range(12)) for _ in range(3000)))"
 "$bin/sparta-prep" --out "$work/data" --input "$work/text.txt" --vocab-size 96 --val-fraction 0.05 \
   > "$work/prep.log" 2>&1 || { cat "$work/prep.log"; exit 1; }
 
-# tiny model, 10 steps, every step logged; global batch 8 = dp x per-rank batch
-base=(--config "$src/configs/tiny.toml" --set "data.dir=$work/data" --set train.steps=10
+# tiny model, 10 steps, every step logged; global batch 8 = dp x per-rank batch. AdamW's eps is
+# 1e-6 (default 1e-8): with 1e-8, an element whose gradient is at rounding level (a vocabulary
+# row no target hit, a bias of a rarely used slot) moves by ~lr in a direction set by rounding,
+# which hides real differences among ~1e-5 ones; at 1e-6 such elements move by O(gradient). The
+# largest parameter differences left (~2e-5 of a tensor's largest value, tensor parallel) sit in
+# near-dead FFN units whose first moment is a cancellation of +- gradients (|m| << sqrt(v)), so
+# summation-order rounding is amplified there; with eps = 1e-4 they fall to ~3e-7.
+base=(--config "$src/configs/tiny.toml" --set "data.dir=$work/data" --set train.steps=10 --set optim.eps=1e-6
       --set train.eval_every=0 --set train.eval_batches=4 --set train.log_every=1 --set train.threads=1
       --set checkpoint.keep_last=0)
 train() {  # train NAME NP PER_RANK_BATCH [args...]
@@ -114,6 +120,26 @@ cap=("${moe[@]}" --set moe.capacity_factor=1.0)
 train dp2_cap 2 4 "${cap[@]}" || bad "dp2 capacity run"
 train ep2_cap 2 4 "${cap[@]}" --set parallel.ep=2 && check ep2_cap dp2_cap 3e-5
 if grep -q "dropped [1-9]" "$work/ep2_cap.log"; then ok; else bad "capacity run dropped nothing"; fi
+# Tensor parallel: heads, FFN columns, vocabulary (embedding and cross-entropy) and UoE experts
+# split over tp ranks, which see the same data.
+train tp2 2 8 --set parallel.tp=2 && check tp2 ref 3e-5
+var=(--set model.norm=layernorm --set model.pos=learned --set model.ffn=gelu --set model.tie_embeddings=true)
+train ref_var_noise 1 8 "${var[@]}" "${noise[@]}" || bad "variant + noise reference run"
+train tp2_var_noise 2 8 "${var[@]}" "${noise[@]}" --set parallel.tp=2 && check tp2_var_noise ref_var_noise 3e-5
+uoe=(--set uoe.enabled=true --set uoe.attn_experts=2 --set uoe.attn_top_k=1 --set uoe.mlp_experts=4 --set uoe.mlp_top_k=2)
+for mode in clean paper; do
+  train "ref_uoe_$mode" 1 8 "${uoe[@]}" --set uoe.mode=$mode || bad "UoE $mode reference run"
+  train "tp2_uoe_$mode" 2 8 "${uoe[@]}" --set uoe.mode=$mode --set parallel.tp=2 &&
+    check "tp2_uoe_$mode" "ref_uoe_$mode" 3e-5
+done
+train dp2xtp2 4 4 --set parallel.tp=2 && check dp2xtp2 ref 3e-5
+# Resharding through tp: save at dp2 x tp2, resume at world 1 and at tp2.
+train stop_tp 4 4 --set parallel.tp=2 --stop-at-step 5 || bad "stop at dp2 x tp2"
+for to in 1 2; do
+  rm -rf "$work/resume_tp_$to"
+  cp -r "$work/stop_tp" "$work/resume_tp_$to"
+  train "resume_tp_$to" "$to" 8 --set parallel.tp="$to" --resume auto && check "resume_tp_$to" ref 3e-5
+done
 # Expert checkpoints are saved whole: save at dp2 x ep2, resume at world 1 and at ep2.
 train stop_ep 4 2 "${moe[@]}" --set parallel.ep=2 --stop-at-step 5 || bad "stop at dp2 x ep2"
 for to in 1 2; do
@@ -165,6 +191,8 @@ expect_layout 2 "tp x cp x ep = 1 x 1 x 3 = 3 does not divide the world size 2" 
 expect_layout 2 "parallel.tp = 2 must divide model.n_heads = 3" --set parallel.tp=2 --set model.n_heads=3 --set model.d_model=48
 expect_layout 2 "parallel.ep = 2 must divide moe.experts = 3" --set parallel.ep=2 --set moe.experts=3
 expect_layout 2 "parallel.ep = 2 needs an MoE model" --set parallel.ep=2
+expect_layout 2 "parallel.tp = 2 with moe.experts = 4: MoE layers are split by expert parallelism" \
+  --set parallel.tp=2 --set moe.experts=4
 expect_layout 2 "parallel.order = \"tp-dp\" must name tp, cp, ep and dp once each" --set parallel.order=tp-dp
 expect_layout 2 "parallel.zero = 1 with tp = 1 and ep = 2: ZeRO-1 shards the optimizer over data parallelism only" \
   --set parallel.ep=2 --set moe.experts=4 --set parallel.zero=1

@@ -9,8 +9,8 @@
 #include "kernels/ops.h"
 #include "kernels/rng.h"
 #include "tests/common/data_util.h"
-#include "tests/common/trainer_util.h"
 #include "tests/common/test_util.h"
+#include "tests/common/trainer_util.h"
 #include "trainer/config.h"
 #include "trainer/optim/grad_noise.h"
 #include "trainer/trainer.h"
@@ -69,7 +69,8 @@ TEST(GradNoise, DrawsAreUncorrelatedAcrossStepsAndParameters) {
   const auto a = draw(1.0f, 3, 7), b = draw(1.0f, 3, 8), c = draw(1.0f, 4, 7);
   EXPECT_LT(std::fabs(corr(a, b)), 5.0 / std::sqrt(static_cast<double>(kD)));
   EXPECT_LT(std::fabs(corr(a, c)), 5.0 / std::sqrt(static_cast<double>(kD)));
-  EXPECT_EQ(draw(1.0f, 3, 7, 1000), std::vector<float>(a.begin(), a.begin() + 1000));  // deterministic
+  EXPECT_EQ(draw(1.0f, 3, 7, 1000),
+            std::vector<float>(a.begin(), a.begin() + 1000));  // deterministic
 }
 
 // T6: a parameter evaluated in chunks at odd offsets gets exactly the noise of the whole.
@@ -89,8 +90,12 @@ const std::string& data_dir() {
   return d;
 }
 
-trainer::Config tiny(std::vector<std::string> extra) { return tiny_config(data_dir(), extra); }
-trainer::RunOptions quiet() { return quiet_run(); }
+trainer::Config tiny(std::vector<std::string> extra) {
+  return tiny_config(data_dir(), extra);
+}
+trainer::RunOptions quiet() {
+  return quiet_run();
+}
 
 std::vector<float> params_after(const trainer::Config& c, int steps) {
   trainer::Trainer t(c, quiet());
@@ -121,18 +126,54 @@ TEST(GradNoise, NoiseIsAddedAfterClipping) {
   const auto post = trainer::clip_and_noise(m.params(), m.flat_grads(), clip, noise, 3);
   EXPECT_NEAR(post.norm, std::sqrt(static_cast<double>(m.num_params())), 1e-3);
   EXPECT_DOUBLE_EQ(post.optimizer_grad_scale, 1.0);  // already applied to the gradients
-  for (size_t i = 0; i < m.params().size(); ++i)      // subtract the same noise again
+  for (size_t i = 0; i < m.params().size(); ++i)     // subtract the same noise again
     k::add_gaussian_noise(m.params()[i].g, -static_cast<float>(post.sigma), 77,
                           static_cast<uint32_t>(i), 3);
   EXPECT_LE(std::sqrt(k::sum_squares(m.flat_grads())), clip * (1 + 1e-5));
   EXPECT_GE(std::sqrt(k::sum_squares(m.flat_grads())), clip * (1 - 1e-5));
 }
 
+// Tensor/expert parallel: a parameter split into parts (column-parallel QKV [3, C, C] on C,
+// row-parallel [C, F, 1] on F, experts [1, E, inner] on E), each part's noise keyed by its full
+// tensor's indices, reassembles into exactly the whole tensor's noise; and Shard's index map
+// agrees with the runs the checkpoint gather uses.
+TEST(GradNoise, ShardedParametersDrawTheWholeTensorsNoise) {
+  struct Case {
+    int64_t outer, mid, inner;
+  };
+  for (const Case c : {Case{3, 8, 8}, Case{8, 12, 1}, Case{1, 4, 30}}) {
+    const int64_t n = c.outer * c.mid * c.inner;
+    models::Param whole;
+    HostF32 gw({n});
+    whole.g = gw.t;
+    trainer::add_param_noise(whole, 5, whole.g, 0, 0.1f, 9, 3);
+    for (int parts : {2, 4}) {
+      std::vector<float> assembled(static_cast<size_t>(n), 0.0f);
+      for (int r = 0; r < parts; ++r) {
+        models::Param p;
+        p.shard = {models::ShardGroup::tp, c.outer, c.mid, c.inner, parts, r};
+        HostF32 g({n / parts});
+        p.g = g.t;
+        // Two calls (an uneven split of the local range, as ZeRO blocks cut it).
+        const int64_t cut = n / parts / 3;
+        trainer::add_param_noise(p, 5, g.t.rows(0, cut), 0, 0.1f, 9, 3);
+        trainer::add_param_noise(p, 5, g.t.rows(cut, n / parts), cut, 0.1f, 9, 3);
+        for (int64_t j = 0; j < n / parts; ++j)
+          assembled[static_cast<size_t>(p.shard.global_index(j))] = g[static_cast<size_t>(j)];
+        for (int64_t o = 0; o < p.shard.runs(); ++o)
+          EXPECT_EQ(p.shard.global_index(o * p.shard.run_length()), p.shard.run_global(o));
+      }
+      EXPECT_EQ(assembled, gw.v) << c.outer << "x" << c.mid << "x" << c.inner << " / " << parts;
+    }
+  }
+}
+
 // T9: with accumulation the noise is drawn once per optimizer step, so B = 4 and 2 x B = 2 agree.
 TEST(GradNoise, OneDrawPerOptimizerStepUnderAccumulation) {
   const auto big = params_after(tiny({"noise.enabled=true", "noise.eta=0.01"}), 3);
   const auto acc = params_after(
-      tiny({"noise.enabled=true", "noise.eta=0.01", "train.batch_size=2", "train.grad_accum=2"}), 3);
+      tiny({"noise.enabled=true", "noise.eta=0.01", "train.batch_size=2", "train.grad_accum=2"}),
+      3);
   double max_diff = 0;
   for (size_t i = 0; i < big.size(); ++i)
     max_diff = std::max(max_diff, static_cast<double>(std::fabs(big[i] - acc[i])));

@@ -245,6 +245,62 @@ TEST(Ops, LmHeadCrossEntropyChunkedEqualsReference) {
   }
 }
 
+// Tensor parallel pieces: the vocabulary cut into parts, each part's embedding rows and head
+// rows used alone; the parts' results combined as the model combines them (sum of embeddings;
+// log-sum-exp of part lse's, sum of target logits; sum of dhidden shares) equal the whole.
+TEST(Ops, VocabParallelEmbeddingAndCrossEntropyEqualTheWhole) {
+  const int64_t B = 2, T = 4, N = B * T, C = 5, V = 12;
+  HostI32 tok({B, T}), tgt({N});
+  const int32_t ids[] = {0, 11, 3, 5, 6, 2, 9, 7};
+  const int32_t tids[] = {11, 3, -1, 0, 6, 6, 8, 2};
+  std::copy(std::begin(ids), std::end(ids), tok.v.begin());
+  std::copy(std::begin(tids), std::end(tids), tgt.v.begin());
+  auto wte = randn({V, C}, 40), h = randn({N, C}, 41), dy = randn({N, C}, 42);
+  HostF32 emb({N, C}), dwte({V, C}), losses({N}), ws({3, V}), dh({N, C}), dw({V, C});
+  k::embedding_forward(emb.t, tok.t, wte.t, Tensor());
+  k::embedding_backward(dwte.t, Tensor(), dy.t, tok.t);
+  const float dloss = 0.5f;
+  k::lm_head_xent(losses.t, ws.t, h.t, wte.t, tgt.t, dloss, dh.t, dw.t);
+  for (int64_t parts : {2, 3, 4}) {
+    const int64_t Vl = V / parts;
+    HostF32 emb_sum({N, C}), dh_sum({N, C}), lse_parts({parts, N}), tl_sum({N});
+    std::vector<float> dwte_all, dw_all;
+    for (int64_t r = 0; r < parts; ++r) {
+      HostF32 wte_r({Vl, C}), e_r({N, C}), dwte_r({Vl, C}), ws_r({3, Vl}), tl({N}), dh_r({N, C}),
+          dw_r({Vl, C}), row_lse({N});
+      std::copy_n(wte.v.begin() + r * Vl * C, Vl * C, wte_r.v.begin());
+      k::embedding_forward(e_r.t, tok.t, wte_r.t, Tensor(), r * Vl);
+      k::accumulate(emb_sum.t, e_r.t);
+      k::embedding_backward(dwte_r.t, Tensor(), dy.t, tok.t, r * Vl);
+      dwte_all.insert(dwte_all.end(), dwte_r.v.begin(), dwte_r.v.end());
+      HostF32 lse_r({N});
+      k::lm_head_lse(lse_r.t, tl.t, ws_r.t, h.t, wte_r.t, tgt.t, r * Vl);
+      std::copy(lse_r.v.begin(), lse_r.v.end(), lse_parts.v.begin() + r * N);
+      k::accumulate(tl_sum.t, tl.t);
+    }
+    HostF32 row_lse({N});
+    for (int64_t n = 0; n < N; ++n) {
+      double s = 0;
+      for (int64_t r = 0; r < parts; ++r) s += std::exp(static_cast<double>(lse_parts[r * N + n]));
+      row_lse[static_cast<size_t>(n)] = static_cast<float>(std::log(s));
+      const double loss = tgt.v[static_cast<size_t>(n)] < 0 ? 0.0 : std::log(s) - tl_sum[n];
+      EXPECT_NEAR(loss, losses[static_cast<size_t>(n)], 1e-5) << "parts " << parts << " row " << n;
+    }
+    for (int64_t r = 0; r < parts; ++r) {
+      HostF32 wte_r({Vl, C}), ws_r({3, Vl}), dh_r({N, C}), dw_r({Vl, C});
+      std::copy_n(wte.v.begin() + r * Vl * C, Vl * C, wte_r.v.begin());
+      k::lm_head_xent_backward(ws_r.t, h.t, wte_r.t, tgt.t, row_lse.t, r * Vl, dloss, dh_r.t,
+                               dw_r.t);
+      k::accumulate(dh_sum.t, dh_r.t);
+      dw_all.insert(dw_all.end(), dw_r.v.begin(), dw_r.v.end());
+    }
+    EXPECT_EQ(emb_sum.v, emb.v) << "parts " << parts;  // one nonzero part per row: exact
+    EXPECT_EQ(dwte_all, dwte.v) << "parts " << parts;
+    EXPECT_LT(rel_err(dh_sum.v, dh.d()), 1e-5) << "parts " << parts;
+    EXPECT_LT(rel_err(dw_all, dw.d()), 1e-5) << "parts " << parts;
+  }
+}
+
 TEST(Ops, ElementwiseAndSumSquares) {
   auto a = randn({100}, 32), b = randn({100}, 33);
   HostF32 c({100});

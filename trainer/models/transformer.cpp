@@ -26,8 +26,16 @@ Transformer::Transformer(const ModelConfig& cfg, int batch, k::Device device, ui
                    par.ep_rank >= 0 && par.ep_rank < par.ep,
                "model split tp {} (rank {}) ep {} (rank {})", par.tp, par.tp_rank, par.ep,
                par.ep_rank);
-  SPARTA_CHECK(par.ep == 1 || (cfg.moe_experts > 0 && cfg.moe_experts % par.ep == 0 &&
-                               par.ep_dev && par.ep_host && par.ep_dev->size() == par.ep),
+  SPARTA_CHECK(par.tp == 1 || (cfg.moe_experts == 0 && par.tp_dev && par.tp_host &&
+                               par.tp_dev->size() == par.tp),
+               "tensor parallel over {} ranks: MoE layers are split by expert parallelism "
+               "(parallel.ep), not tp; and it needs its communicators",
+               par.tp);
+  SPARTA_CHECK(cfg.n_heads % par.tp == 0 && cfg.d_ff % par.tp == 0 && cfg.vocab_size % par.tp == 0,
+               "tensor parallel over {} ranks needs n_heads {}, d_ff {} and vocab {} divisible",
+               par.tp, cfg.n_heads, cfg.d_ff, cfg.vocab_size);
+  SPARTA_CHECK(par.ep == 1 || (cfg.moe_experts > 0 && cfg.moe_experts % par.ep == 0 && par.ep_dev &&
+                               par.ep_host && par.ep_dev->size() == par.ep),
                "expert parallel over {} ranks needs moe.experts divisible by it and its "
                "communicators",
                par.ep);
@@ -95,8 +103,7 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
   auto param = [&](const std::string& name, int layer, std::initializer_list<int64_t> shape,
                    float init, bool decay, Tensor& w, Tensor& g, Shard sh = {}, int split_dim = 0) {
     std::vector<int64_t> local(shape);
-    SPARTA_CHECK(local[static_cast<size_t>(split_dim)] % sh.parts == 0 &&
-                     sh.mid % sh.parts == 0,
+    SPARTA_CHECK(local[static_cast<size_t>(split_dim)] % sh.parts == 0 && sh.mid % sh.parts == 0,
                  "internal: {} cannot be split {} ways", name, sh.parts);
     local[static_cast<size_t>(split_dim)] /= sh.parts;
     if (sh.parts == 1) sh = Shard{};  // one part: a whole tensor, laid out with the others
@@ -107,6 +114,15 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
   auto ep_split = [&](int64_t E, int64_t inner) {
     return Shard{ShardGroup::ep, 1, E, inner, par_.ep, par_.ep_rank};
   };
+  // Tensor parallel (Megatron): column-parallel layers split their output rows (QKV as
+  // [3, C, C] so each rank gets whole heads of q, k and v; SwiGLU's fc as [2, F, C] so gate and
+  // up stay paired), row-parallel layers their input columns, embedding and head the
+  // vocabulary, UoE its experts. Norms and positions are replicated.
+  auto tp_split = [&](int64_t outer, int64_t mid, int64_t inner) {
+    return Shard{ShardGroup::tp, outer, mid, inner, par_.tp, par_.tp_rank};
+  };
+  const int64_t tp = par_.tp, Hl = H / tp, Cl = C / tp, Fl = F / tp, FCl = FC / tp;
+  const int64_t Vl = V / tp, Eal = Ea / tp, Eml = Em / tp;
   auto buffer = [&](const std::string& name, int layer, std::initializer_list<int64_t> shape,
                     float init, Tensor& w) {
     w = ba.alloc(DType::f32, shape);
@@ -114,7 +130,7 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
     buffer_init_.push_back(init);
   };
   const float s = cfg_.init_std;
-  param("wte", -1, {V, C}, cfg_.embed_init_std, true, wte_, dwte_);
+  param("wte", -1, {V, C}, cfg_.embed_init_std, true, wte_, dwte_, tp_split(1, V, C));
   if (cfg_.pos == PosEncoding::learned)
     param("wpe", -1, {T, C}, cfg_.embed_init_std, true, wpe_, dwpe_);
   layers_.assign(static_cast<size_t>(L), {});
@@ -127,22 +143,30 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
     if (uoe) {
       // The experts are the tensor-parallel slices of a dense block, stored expert-major so that
       // each expert's GEMM reads one contiguous matrix (spec section 2).
-      param(pre + "attn.experts.qkv.weight", l, {Ea, 3 * Wa, C}, s, true, p.wqkv, p.dwqkv);
-      param(pre + "attn.experts.qkv.bias", l, {Ea, 3 * Wa}, kZeros, false, p.bqkv, p.dbqkv);
-      param(pre + "attn.experts.proj.weight", l, {Ea, C, Wa}, s, true, p.wproj, p.dwproj);
-      param(pre + "attn.experts.proj.bias", l, {Ea, C}, kZeros, false, p.bproj, p.dbproj);
+      param(pre + "attn.experts.qkv.weight", l, {Ea, 3 * Wa, C}, s, true, p.wqkv, p.dwqkv,
+            tp_split(1, Ea, 3 * Wa * C));
+      param(pre + "attn.experts.qkv.bias", l, {Ea, 3 * Wa}, kZeros, false, p.bqkv, p.dbqkv,
+            tp_split(1, Ea, 3 * Wa));
+      param(pre + "attn.experts.proj.weight", l, {Ea, C, Wa}, s, true, p.wproj, p.dwproj,
+            tp_split(1, Ea, C * Wa));
+      param(pre + "attn.experts.proj.bias", l, {Ea, C}, kZeros, false, p.bproj, p.dbproj,
+            tp_split(1, Ea, C));
     } else {
-      param(pre + "attn.qkv.weight", l, {3 * C, C}, s, true, p.wqkv, p.dwqkv);
-      param(pre + "attn.proj.weight", l, {C, C}, s, true, p.wproj, p.dwproj);
+      param(pre + "attn.qkv.weight", l, {3 * C, C}, s, true, p.wqkv, p.dwqkv, tp_split(3, C, C));
+      param(pre + "attn.proj.weight", l, {C, C}, s, true, p.wproj, p.dwproj, tp_split(C, C, 1), 1);
     }
     param(pre + "norm_f.weight", l, {C}, kOnes, false, p.nf_g, p.d_nf_g);
     if (ln) param(pre + "norm_f.bias", l, {C}, kZeros, false, p.nf_b, p.d_nf_b);
     p.moe = moe_mask[static_cast<size_t>(l)];
     if (uoe) {
-      param(pre + "mlp.experts.fc.weight", l, {Em, FCm, C}, s, true, p.wfc, p.dwfc);
-      param(pre + "mlp.experts.fc.bias", l, {Em, FCm}, kZeros, false, p.bfc, p.dbfc);
-      param(pre + "mlp.experts.proj.weight", l, {Em, C, Fm}, s, true, p.wout, p.dwout);
-      param(pre + "mlp.experts.proj.bias", l, {Em, C}, kZeros, false, p.bout, p.dbout);
+      param(pre + "mlp.experts.fc.weight", l, {Em, FCm, C}, s, true, p.wfc, p.dwfc,
+            tp_split(1, Em, FCm * C));
+      param(pre + "mlp.experts.fc.bias", l, {Em, FCm}, kZeros, false, p.bfc, p.dbfc,
+            tp_split(1, Em, FCm));
+      param(pre + "mlp.experts.proj.weight", l, {Em, C, Fm}, s, true, p.wout, p.dwout,
+            tp_split(1, Em, C * Fm));
+      param(pre + "mlp.experts.proj.bias", l, {Em, C}, kZeros, false, p.bout, p.dbout,
+            tp_split(1, Em, C));
       // Spec 4.1: router weights N(0, init_std), zero bias, frozen.
       buffer(pre + "attn.router.weight", l, {Ea, C}, s, p.wg_a);
       buffer(pre + "attn.router.bias", l, {Ea}, kZeros, p.cg_a);
@@ -172,8 +196,8 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
       param(pre + "ffn.experts.proj.weight", l, {E, C, Fe}, s, true, p.wout, p.dwout,
             ep_split(E, C * Fe));
     } else {
-      param(pre + "ffn.fc.weight", l, {FC, C}, s, true, p.wfc, p.dwfc);
-      param(pre + "ffn.proj.weight", l, {C, F}, s, true, p.wout, p.dwout);
+      param(pre + "ffn.fc.weight", l, {FC, C}, s, true, p.wfc, p.dwfc, tp_split(FC / F, F, C));
+      param(pre + "ffn.proj.weight", l, {C, F}, s, true, p.wout, p.dwout, tp_split(C, F, 1), 1);
     }
   }
   if (gru && !moe_stats_.empty()) {
@@ -186,7 +210,8 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
   }
   param("norm_final.weight", -1, {C}, kOnes, false, fin_g_, dfin_g_);
   if (ln) param("norm_final.bias", -1, {C}, kZeros, false, fin_b_, dfin_b_);
-  if (!cfg_.tie_embeddings) param("lm_head.weight", -1, {V, C}, s, true, head_, dhead_);
+  if (!cfg_.tie_embeddings)
+    param("lm_head.weight", -1, {V, C}, s, true, head_, dhead_, tp_split(1, V, C));
   for (int grp = 0; grp < kShardGroups; ++grp) {
     const int64_t begin = static_cast<int64_t>(pa.used() / sizeof(float));
     for (size_t i = 0; i < params_.size(); ++i) {
@@ -218,14 +243,14 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
     if (!post) a.nf_out = f32({N, C});  // Post-LN's second norm writes the layer output
     a.nf_mean = f32({N});
     a.nf_rstd = f32({N});
-    if (!uoe) {
-      a.qkv = f32({N, 3 * C});
-      a.q = f32({B, H, T, D});
-      a.k = f32({B, H, T, D});
-      a.v = f32({B, H, T, D});
-      a.o = f32({B, H, T, D});
-      a.lse = f32({B, H, T});
-      a.att = f32({N, C});
+    if (!uoe) {  // this rank's heads
+      a.qkv = f32({N, 3 * Cl});
+      a.q = f32({B, Hl, T, D});
+      a.k = f32({B, Hl, T, D});
+      a.v = f32({B, Hl, T, D});
+      a.o = f32({B, Hl, T, D});
+      a.lse = f32({B, Hl, T});
+      a.att = f32({N, Cl});
     }
     a.att_proj = f32({N, C});
     a.sum1 = f32({N, C});
@@ -245,8 +270,8 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
       const int64_t Ra = Ea * B * uoe_Ta_, Rm = Em * uoe_Gm_ * uoe_Tm_;
       route(u.ra, Ea, ka, Ra);
       route(u.rm, Em, km, Rm);
-      u.ra.offsets.assign(static_cast<size_t>(Ea + 1), 0);
-      u.rm.offsets.assign(static_cast<size_t>(Em + 1), 0);
+      u.ra.offsets.assign(static_cast<size_t>(Eal + 1), 0);  // this rank's experts
+      u.rm.offsets.assign(static_cast<size_t>(Eml + 1), 0);
       u.xs_a = f32({Ra, C});
       u.qkv_a = f32({Ra, 3 * Wa});
       u.q = f32({Ra * Wa});
@@ -261,8 +286,8 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
       u.act_m = f32({Rm, Fm});
       u.y_m = f32({Rm, C});
     } else if (!layers_[static_cast<size_t>(l)].moe) {
-      a.fc = f32({N, FC});
-      a.act = f32({N, F});
+      a.fc = f32({N, FCl});
+      a.act = f32({N, Fl});
     } else {
       MoeActs& m = a.moe;
       m.logits = f32({N, E});
@@ -301,19 +326,27 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
   fin_mean_ = f32({N});
   fin_rstd_ = f32({N});
   losses_ = f32({N});
-  logits_ws_ = f32({std::min(N, kLogitRows), V});
-  logit_row_ = f32({1, V});
+  logits_ws_ = f32({std::min(N, kLogitRows), Vl});
+  logit_row_ = f32({1, Vl});
   g_resid_ = f32({N, C});
   g_tmp_ = f32({N, C});
   g_norm_ = f32({N, C});
-  g_att_ = f32({N, C});
-  g_qkv_ = f32({N, 3 * C});
-  g_q_ = f32({B, H, T, D});
-  g_k_ = f32({B, H, T, D});
-  g_v_ = f32({B, H, T, D});
-  g_o_ = f32({B, H, T, D});
-  g_fc_ = f32({N, FC});
-  g_act_ = f32({N, F});
+  g_att_ = f32({N, Cl});
+  g_qkv_ = f32({N, 3 * Cl});
+  g_q_ = f32({B, Hl, T, D});
+  g_k_ = f32({B, Hl, T, D});
+  g_v_ = f32({B, Hl, T, D});
+  g_o_ = f32({B, Hl, T, D});
+  g_fc_ = f32({N, FCl});
+  g_act_ = f32({N, Fl});
+  if (tp > 1) {
+    g_tpx_ = f32({N, C});
+    tp_lse_parts_ = f32({tp * N});
+    tp_tlogit_ = f32({N});
+    tp_row_lse_ = f32({N});
+    tp_host_.assign(static_cast<size_t>((tp + 2) * N), 0.0f);
+    tp_targets_host_.assign(static_cast<size_t>(N), -1);
+  }
   if (uoe) {
     const int64_t Ra = Ea * B * uoe_Ta_, Rm = Em * uoe_Gm_ * uoe_Tm_;
     uoe_ones_a_ = f32({N, Ea});  // filled with ones by init_params
@@ -385,12 +418,12 @@ void Transformer::init_params(uint64_t seed) {
         k::rng_stream(k::RngPurpose::init, buf ? kBufferStreams + (i - n_params) : i);
     const Shard sh = buf ? Shard{} : params_[i].shard;  // values keyed by the full tensor's index
     for (size_t j = 0; j < host.size(); ++j)
-      host[j] = sc == kOnes    ? 1.0f
-                : sc == kZeros ? 0.0f
-                               : sc * static_cast<float>(k::normal(
-                                          seed, stream,
-                                          static_cast<uint64_t>(sh.global_index(
-                                              static_cast<int64_t>(j)))));
+      host[j] = sc == kOnes ? 1.0f
+                : sc == kZeros
+                    ? 0.0f
+                    : sc * static_cast<float>(k::normal(
+                               seed, stream,
+                               static_cast<uint64_t>(sh.global_index(static_cast<int64_t>(j)))));
     Tensor h = w;
     h.device = k::Device::cpu();
     h.data = host.data();
@@ -414,8 +447,8 @@ void Transformer::gather_full(const Param& p, const Tensor& local, float* full) 
     return;
   }
   parallel::Comm* c = sh.group == ShardGroup::tp ? par_.tp_host : par_.ep_host;
-  SPARTA_CHECK(c && c->size() == sh.parts, "gather of {}: no communicator for its {} parts",
-               p.name, sh.parts);
+  SPARTA_CHECK(c && c->size() == sh.parts, "gather of {}: no communicator for its {} parts", p.name,
+               sh.parts);
   std::vector<float> all(static_cast<size_t>(n * sh.parts));
   const Tensor mine(all.data() + n * sh.index, DType::f32, k::Device::cpu(), {n});
   k::copy(mine, local.view({n}));
@@ -485,6 +518,23 @@ void Transformer::attention_forward(const LayerParams& p, LayerActs& a, Tensor x
   k::attention_forward(a.o, a.lse, a.q, a.k, a.v, /*causal=*/true);
   k::merge_heads(a.att, a.o);
   k::matmul_forward(a.att_proj, a.att, p.wproj);
+  tp_sum(a.att_proj);  // row-parallel: each rank's heads contribute a share
+}
+
+Tensor Transformer::tp_dx(Tensor dx) {
+  if (par_.tp == 1) return dx;
+  k::zero(g_tpx_);
+  return g_tpx_;
+}
+
+void Transformer::tp_dx_done(Tensor dx) {
+  if (par_.tp == 1) return;
+  par_.tp_dev->all_reduce(g_tpx_, parallel::ReduceOp::sum);
+  k::accumulate(dx, g_tpx_);
+}
+
+void Transformer::tp_sum(Tensor t) {
+  if (par_.tp > 1) par_.tp_dev->all_reduce(t, parallel::ReduceOp::sum);
 }
 
 // dout: d(att_proj), only read before dx is first written, so dx may alias dout.
@@ -508,7 +558,8 @@ void Transformer::attention_backward(const LayerParams& p, const LayerActs& a, T
   }
   k::zero(g_qkv_);
   k::split_heads_backward(g_qkv_, g_q_, g_k_, g_v_);
-  k::matmul_backward(dx, p.dwqkv, g_qkv_, x, p.wqkv);
+  k::matmul_backward(tp_dx(dx), p.dwqkv, g_qkv_, x, p.wqkv);
+  tp_dx_done(dx);
 }
 
 void Transformer::ffn_forward(const LayerParams& p, LayerActs& a, Tensor x) {
@@ -526,6 +577,7 @@ void Transformer::ffn_forward(const LayerParams& p, LayerActs& a, Tensor x) {
   else
     k::gelu_forward(a.act, a.fc);
   k::matmul_forward(a.mlp_out, a.act, p.wout);
+  tp_sum(a.mlp_out);
 }
 
 // Same aliasing rule as attention_backward: dx may be dout.
@@ -546,12 +598,17 @@ void Transformer::ffn_backward(const LayerParams& p, const LayerActs& a, Tensor 
     k::swiglu_backward(g_fc_, g_act_, a.fc);
   else
     k::gelu_backward(g_fc_, g_act_, a.fc);
-  k::matmul_backward(dx, p.dwfc, g_fc_, x, p.wfc);
+  k::matmul_backward(tp_dx(dx), p.dwfc, g_fc_, x, p.wfc);
+  tp_dx_done(dx);
 }
 
 void Transformer::forward_hidden() {
   SPARTA_CHECK(valid_targets_ >= 0, "forward before set_batch()");
-  k::embedding_forward(emb_out_, tokens_, wte_, wpe_);
+  // Vocab-parallel: each rank embeds the tokens of its vocabulary part (zeros elsewhere), the
+  // sum over the tp group completes every row; positions are added by one rank only.
+  const int64_t vb = par_.tp_rank * (cfg_.vocab_size / par_.tp);
+  k::embedding_forward(emb_out_, tokens_, wte_, par_.tp_rank == 0 ? wpe_ : Tensor(), vb);
+  tp_sum(emb_out_);
   Tensor x = emb_out_;
   for (int l = 0; l < cfg_.n_layers; ++l) {
     const LayerParams& p = layers_[static_cast<size_t>(l)];
@@ -581,10 +638,12 @@ void Transformer::next_token_logits(int64_t row, float* host_logits) {
   training_forward_ = false;
   forward_hidden();
   k::matmul_forward(logit_row_, fin_out_.rows(row, row + 1), head_);
-  Tensor h = logit_row_;
-  h.device = k::Device::cpu();
-  h.data = host_logits;
-  k::copy(h, logit_row_);
+  const int64_t Vl = cfg_.vocab_size / par_.tp;
+  const Tensor mine(host_logits + par_.tp_rank * Vl, DType::f32, k::Device::cpu(), {1, Vl});
+  k::copy(mine, logit_row_);
+  if (par_.tp > 1)
+    par_.tp_host->all_gather(Tensor(host_logits, DType::f32, k::Device::cpu(), {cfg_.vocab_size}),
+                             mine.view({Vl}));
 }
 
 // Top-k MoE FFN: route -> permute -> gather -> per-expert FFN on its row range -> combine.
@@ -727,8 +786,8 @@ void Transformer::ep_plan(MoeActs& m) {
   auto count = [&](int src, int64_t e) { return static_cast<int64_t>(all[src * E + e]); };
   m.received = 0;
   for (int j = 0; j < ep; ++j) {
-    m.send_rows[static_cast<size_t>(j)] = m.offsets[static_cast<size_t>((j + 1) * El)] -
-                                          m.offsets[static_cast<size_t>(j * El)];
+    m.send_rows[static_cast<size_t>(j)] =
+        m.offsets[static_cast<size_t>((j + 1) * El)] - m.offsets[static_cast<size_t>(j * El)];
     int64_t r = 0;
     for (int64_t e = 0; e < El; ++e) r += count(j, er * El + e);
     m.recv_rows[static_cast<size_t>(j)] = r;
@@ -798,7 +857,8 @@ void Transformer::uoe_route(UoeRoute& r, Tensor x, Tensor wg, Tensor cg, int64_t
   r.T = as.slots;
   // Equal row blocks per expert: one grouped GEMM call covers every expert.
   const int64_t rows_per_expert = g.groups * r.T;
-  for (int64_t e = 0; e <= E; ++e) r.offsets[static_cast<size_t>(e)] = e * rows_per_expert;
+  for (size_t e = 0; e < r.offsets.size(); ++e)  // this rank's experts (tensor parallel)
+    r.offsets[e] = static_cast<int64_t>(e) * rows_per_expert;
   st.expert_tokens.assign(as.members.begin(), as.members.end());
   st.dropped = as.dropped();
   st.fillers = 0;
@@ -814,31 +874,36 @@ void Transformer::uoe_route(UoeRoute& r, Tensor x, Tensor wg, Tensor cg, int64_t
 // with its column slice of Wqkv, causal attention over the slots (clean: RoPE at the tokens'
 // original positions; masked slots follow the admitted ones, so no admitted query sees them),
 // project with its row slice of Wo, and sum the experts' outputs back per token.
+// Tensor parallel: every rank routes identically (replicated frozen routers) and runs only its
+// experts' slot blocks [lb, lb + Rl) of the full slot layout; the other blocks of y stay zero,
+// so the combine gives this rank's share and the tp sum the whole.
 void Transformer::uoe_attention_forward(const LayerParams& p, LayerActs& a, Tensor x) {
   UoeActs& u = a.uoe;
   UoeRoute& r = u.ra;
   const int64_t C = cfg_.d_model, D = cfg_.head_dim(), B = B_;
-  const int64_t Ea = p.wqkv.dim(0), W = p.wqkv.dim(1) / 3, Hx = W / D;
+  const int64_t Ea = p.wg_a.dim(0), El = p.wqkv.dim(0), W = p.wqkv.dim(1) / 3, Hx = W / D;
   uoe_route(r, x, p.wg_a, p.cg_a, Ea, true, moe_stats_[static_cast<size_t>(p.uoe_slot)]);
-  const int64_t T = r.T, Re = B * T, R = Ea * Re;
-  const Tensor xs = fit(u.xs_a, {R, C}), qkv = fit(u.qkv_a, {R, 3 * W});
-  k::moe_gather(xs, x, r.row_token, R);
+  const int64_t T = r.T, Re = B * T, R = Ea * Re, Rl = El * Re, lb = par_.tp_rank * Rl;
+  const Tensor xs = fit(u.xs_a, {Rl, C}), qkv = fit(u.qkv_a, {Rl, 3 * W});
+  k::moe_gather(xs, x, r.row_token.rows(lb, lb + Rl), Rl);
   k::grouped_matmul_forward(qkv, xs, p.wqkv, r.offsets);
-  k::grouped_bias_forward(qkv.view({Ea, Re, 3 * W}), p.bqkv);
-  const Tensor q = fit(u.q, {Ea * B, Hx, T, D}), kk = fit(u.k, {Ea * B, Hx, T, D}),
-               v = fit(u.v, {Ea * B, Hx, T, D}), o = fit(u.o, {Ea * B, Hx, T, D});
+  k::grouped_bias_forward(qkv.view({El, Re, 3 * W}), p.bqkv);
+  const Tensor q = fit(u.q, {El * B, Hx, T, D}), kk = fit(u.k, {El * B, Hx, T, D}),
+               v = fit(u.v, {El * B, Hx, T, D}), o = fit(u.o, {El * B, Hx, T, D});
   k::split_heads(q, kk, v, qkv);
   if (cfg_.pos == PosEncoding::rope) {
-    const Tensor sp = fit(r.slot_pos, {Ea * B * T});
+    const Tensor sp = r.slot_pos.rows(lb, lb + Rl);
     k::rope_at_forward(q, sp, cfg_.rope_theta);
     k::rope_at_forward(kk, sp, cfg_.rope_theta);
   }
-  k::attention_forward(o, fit(u.lse, {Ea * B, Hx, T}), q, kk, v, /*causal=*/true);
-  const Tensor att = fit(u.att_a, {R, W}), y = fit(u.y_a, {R, C});
+  k::attention_forward(o, fit(u.lse, {El * B, Hx, T}), q, kk, v, /*causal=*/true);
+  const Tensor att = fit(u.att_a, {Rl, W}), y = fit(u.y_a, {R, C}), yl = y.rows(lb, lb + Rl);
   k::merge_heads(att, o);
-  k::grouped_matmul_forward(y, att, p.wproj, r.offsets);
-  k::grouped_bias_forward(y.view({Ea, Re, C}), p.bproj);
+  if (par_.tp > 1) k::zero(y);
+  k::grouped_matmul_forward(yl, att, p.wproj, r.offsets);
+  k::grouped_bias_forward(yl.view({El, Re, C}), p.bproj);
   k::moe_combine_forward(a.att_proj, y, uoe_ones_a_, r.pos);
+  tp_sum(a.att_proj);
 }
 
 // dout is fully read by the combine backward before dx is written, so dx may alias dout.
@@ -847,83 +912,90 @@ void Transformer::uoe_attention_backward(const LayerParams& p, const LayerActs& 
   const UoeActs& u = a.uoe;
   const UoeRoute& r = u.ra;
   const int64_t C = cfg_.d_model, D = cfg_.head_dim(), B = B_;
-  const int64_t Ea = p.wqkv.dim(0), W = p.wqkv.dim(1) / 3, Hx = W / D;
-  const int64_t T = r.T, Re = B * T, R = Ea * Re;
-  const Tensor xs = fit(u.xs_a, {R, C}), att = fit(u.att_a, {R, W}), y = fit(u.y_a, {R, C});
-  const Tensor q = fit(u.q, {Ea * B, Hx, T, D}), kk = fit(u.k, {Ea * B, Hx, T, D}),
-               v = fit(u.v, {Ea * B, Hx, T, D}), o = fit(u.o, {Ea * B, Hx, T, D});
+  const int64_t Ea = p.wg_a.dim(0), El = p.wqkv.dim(0), W = p.wqkv.dim(1) / 3, Hx = W / D;
+  const int64_t T = r.T, Re = B * T, R = Ea * Re, Rl = El * Re, lb = par_.tp_rank * Rl;
+  const Tensor xs = fit(u.xs_a, {Rl, C}), att = fit(u.att_a, {Rl, W}), y = fit(u.y_a, {R, C});
+  const Tensor q = fit(u.q, {El * B, Hx, T, D}), kk = fit(u.k, {El * B, Hx, T, D}),
+               v = fit(u.v, {El * B, Hx, T, D}), o = fit(u.o, {El * B, Hx, T, D});
   // Slots that the combine does not read (masked, dropped) get dy = 0: no gradient at all.
-  const Tensor gy = fit(g_u_y_, {R, C});
+  const Tensor gy = fit(g_u_y_, {R, C}), gyl = gy.rows(lb, lb + Rl);
   k::zero(gy);
   k::moe_combine_backward(gy, Tensor(), dout, y, uoe_ones_a_, r.pos);
-  k::grouped_bias_backward(p.dbproj, gy.view({Ea, Re, C}));
-  const Tensor gatt = fit(g_u_att_, {R, W});
+  k::grouped_bias_backward(p.dbproj, gyl.view({El, Re, C}));
+  const Tensor gatt = fit(g_u_att_, {Rl, W});
   k::zero(gatt);
-  k::grouped_matmul_backward(gatt, p.dwproj, gy, att, p.wproj, r.offsets);
-  const Tensor gq = fit(g_u_q_, {Ea * B, Hx, T, D}), gk = fit(g_u_k_, {Ea * B, Hx, T, D}),
-               gv = fit(g_u_v_, {Ea * B, Hx, T, D}), go = fit(g_u_o_, {Ea * B, Hx, T, D});
+  k::grouped_matmul_backward(gatt, p.dwproj, gyl, att, p.wproj, r.offsets);
+  const Tensor gq = fit(g_u_q_, {El * B, Hx, T, D}), gk = fit(g_u_k_, {El * B, Hx, T, D}),
+               gv = fit(g_u_v_, {El * B, Hx, T, D}), go = fit(g_u_o_, {El * B, Hx, T, D});
   for (const Tensor& t : {gq, gk, gv, go}) k::zero(t);
   k::merge_heads_backward(go, gatt);
-  k::attention_backward(gq, gk, gv, go, q, kk, v, o, fit(u.lse, {Ea * B, Hx, T}), true);
+  k::attention_backward(gq, gk, gv, go, q, kk, v, o, fit(u.lse, {El * B, Hx, T}), true);
   if (cfg_.pos == PosEncoding::rope) {
-    const Tensor sp = fit(r.slot_pos, {Ea * B * T});
+    const Tensor sp = r.slot_pos.rows(lb, lb + Rl);
     k::rope_at_backward(gq, sp, cfg_.rope_theta);
     k::rope_at_backward(gk, sp, cfg_.rope_theta);
   }
-  const Tensor gqkv = fit(g_u_qkv_, {R, 3 * W}), gxs = fit(g_u_xs_, {R, C});
+  const Tensor gqkv = fit(g_u_qkv_, {Rl, 3 * W}), gxs = fit(g_u_xs_, {R, C});
   k::zero(gqkv);
   k::split_heads_backward(gqkv, gq, gk, gv);
-  k::grouped_bias_backward(p.dbqkv, gqkv.view({Ea, Re, 3 * W}));
+  k::grouped_bias_backward(p.dbqkv, gqkv.view({El, Re, 3 * W}));
   k::zero(gxs);
-  k::grouped_matmul_backward(gxs, p.dwqkv, gqkv, xs, p.wqkv, r.offsets);
-  k::moe_gather_backward(dx, gxs, r.pos);
+  k::grouped_matmul_backward(gxs.rows(lb, lb + Rl), p.dwqkv, gqkv, xs, p.wqkv, r.offsets);
+  k::moe_gather_backward(tp_dx(dx), gxs, r.pos);
+  tp_dx_done(dx);
 }
 
 // Union of MLP experts (spec 5, 9.3): expert e is the FFN restricted to its d_ff / E_m slice.
+// Tensor parallel as the attention above: this rank's experts' slot blocks only.
 void Transformer::uoe_mlp_forward(const LayerParams& p, LayerActs& a, Tensor x) {
   UoeActs& u = a.uoe;
   UoeRoute& r = u.rm;
-  const int64_t C = cfg_.d_model, Em = p.wfc.dim(0), FC = p.wfc.dim(1), F = p.wout.dim(2);
+  const int64_t C = cfg_.d_model, Em = p.wg_m.dim(0), El = p.wfc.dim(0), FC = p.wfc.dim(1),
+                F = p.wout.dim(2);
   uoe_route(r, x, p.wg_m, p.cg_m, Em, false, moe_stats_[static_cast<size_t>(p.uoe_slot + 1)]);
-  const int64_t Re = uoe_Gm_ * r.T, R = Em * Re;
-  const Tensor xs = fit(u.xs_m, {R, C}), h = fit(u.h_m, {R, FC}), act = fit(u.act_m, {R, F}),
-               y = fit(u.y_m, {R, C});
-  k::moe_gather(xs, x, r.row_token, R);
+  const int64_t Re = uoe_Gm_ * r.T, R = Em * Re, Rl = El * Re, lb = par_.tp_rank * Rl;
+  const Tensor xs = fit(u.xs_m, {Rl, C}), h = fit(u.h_m, {Rl, FC}), act = fit(u.act_m, {Rl, F}),
+               y = fit(u.y_m, {R, C}), yl = y.rows(lb, lb + Rl);
+  k::moe_gather(xs, x, r.row_token.rows(lb, lb + Rl), Rl);
   k::grouped_matmul_forward(h, xs, p.wfc, r.offsets);
-  k::grouped_bias_forward(h.view({Em, Re, FC}), p.bfc);
+  k::grouped_bias_forward(h.view({El, Re, FC}), p.bfc);
   if (cfg_.ffn == FfnType::swiglu)
     k::swiglu_forward(act, h);
   else
     k::gelu_forward(act, h);
-  k::grouped_matmul_forward(y, act, p.wout, r.offsets);
-  k::grouped_bias_forward(y.view({Em, Re, C}), p.bout);
+  if (par_.tp > 1) k::zero(y);
+  k::grouped_matmul_forward(yl, act, p.wout, r.offsets);
+  k::grouped_bias_forward(yl.view({El, Re, C}), p.bout);
   k::moe_combine_forward(a.mlp_out, y, uoe_ones_m_, r.pos);
+  tp_sum(a.mlp_out);
 }
 
 void Transformer::uoe_mlp_backward(const LayerParams& p, const LayerActs& a, Tensor dout,
                                    Tensor dx) {
   const UoeActs& u = a.uoe;
   const UoeRoute& r = u.rm;
-  const int64_t C = cfg_.d_model, Em = p.wfc.dim(0), FC = p.wfc.dim(1), F = p.wout.dim(2);
-  const int64_t Re = uoe_Gm_ * r.T, R = Em * Re;
-  const Tensor xs = fit(u.xs_m, {R, C}), h = fit(u.h_m, {R, FC}), act = fit(u.act_m, {R, F}),
+  const int64_t C = cfg_.d_model, Em = p.wg_m.dim(0), El = p.wfc.dim(0), FC = p.wfc.dim(1),
+                F = p.wout.dim(2);
+  const int64_t Re = uoe_Gm_ * r.T, R = Em * Re, Rl = El * Re, lb = par_.tp_rank * Rl;
+  const Tensor xs = fit(u.xs_m, {Rl, C}), h = fit(u.h_m, {Rl, FC}), act = fit(u.act_m, {Rl, F}),
                y = fit(u.y_m, {R, C});
-  const Tensor gy = fit(g_u_y_, {R, C}), gact = fit(g_u_act_, {R, F}), gh = fit(g_u_h_, {R, FC}),
-               gxs = fit(g_u_xs_, {R, C});
+  const Tensor gy = fit(g_u_y_, {R, C}), gyl = gy.rows(lb, lb + Rl), gact = fit(g_u_act_, {Rl, F}),
+               gh = fit(g_u_h_, {Rl, FC}), gxs = fit(g_u_xs_, {R, C});
   k::zero(gy);
   k::moe_combine_backward(gy, Tensor(), dout, y, uoe_ones_m_, r.pos);
-  k::grouped_bias_backward(p.dbout, gy.view({Em, Re, C}));
+  k::grouped_bias_backward(p.dbout, gyl.view({El, Re, C}));
   k::zero(gact);
-  k::grouped_matmul_backward(gact, p.dwout, gy, act, p.wout, r.offsets);
+  k::grouped_matmul_backward(gact, p.dwout, gyl, act, p.wout, r.offsets);
   k::zero(gh);
   if (cfg_.ffn == FfnType::swiglu)
     k::swiglu_backward(gh, gact, h);
   else
     k::gelu_backward(gh, gact, h);
-  k::grouped_bias_backward(p.dbfc, gh.view({Em, Re, FC}));
+  k::grouped_bias_backward(p.dbfc, gh.view({El, Re, FC}));
   k::zero(gxs);
-  k::grouped_matmul_backward(gxs, p.dwfc, gh, xs, p.wfc, r.offsets);
-  k::moe_gather_backward(dx, gxs, r.pos);
+  k::grouped_matmul_backward(gxs.rows(lb, lb + Rl), p.dwfc, gh, xs, p.wfc, r.offsets);
+  k::moe_gather_backward(tp_dx(dx), gxs, r.pos);
+  tp_dx_done(dx);
 }
 
 float Transformer::forward(bool with_backward, float grad_scale) {
@@ -931,6 +1003,7 @@ float Transformer::forward(bool with_backward, float grad_scale) {
   training_forward_ = with_backward;
   forward_hidden();
   const float denom = static_cast<float>(valid_targets_ > 0 ? valid_targets_ : 1);
+  if (par_.tp > 1) return vocab_parallel_loss(with_backward, grad_scale / denom);
 
   if (with_backward) {
     k::zero(g_norm_);
@@ -945,6 +1018,47 @@ float Transformer::forward(bool with_backward, float grad_scale) {
   k::copy(hl, losses_);
   double sum = 0.0;
   for (float v : host_losses_) sum += v;
+  return static_cast<float>(sum / denom);
+}
+
+// Cross-entropy over a vocabulary split across the tp group (kernels/ops.h lm_head_lse): each
+// rank's part log-sum-exp is all-gathered and the target logits summed, the full rows' lse is
+// combined on the host in double precision, and the backward pass recomputes each part's logits
+// against it. The hidden-state gradient is the sum of the parts' shares.
+float Transformer::vocab_parallel_loss(bool with_backward, float dloss) {
+  const int64_t N = fin_out_.dim(0), tp = par_.tp, vb = par_.tp_rank * (cfg_.vocab_size / tp);
+  const Tensor mine = tp_lse_parts_.rows(par_.tp_rank * N, (par_.tp_rank + 1) * N);
+  k::lm_head_lse(mine, tp_tlogit_, logits_ws_, fin_out_, head_, targets_, vb);
+  par_.tp_dev->all_gather(tp_lse_parts_, mine);
+  par_.tp_dev->all_reduce(tp_tlogit_, parallel::ReduceOp::sum);
+  float* parts = tp_host_.data();
+  float* tlogit = parts + tp * N;
+  float* row_lse = tlogit + N;
+  auto host = [](float* p, int64_t n) { return Tensor(p, DType::f32, k::Device::cpu(), {n}); };
+  k::copy(host(parts, tp * N), tp_lse_parts_);
+  k::copy(host(tlogit, N), tp_tlogit_);
+  const std::vector<int32_t>& tgt = tp_targets_host_;  // set_batch's copy
+  double sum = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    double mx = parts[n];
+    for (int64_t r = 1; r < tp; ++r) mx = std::max(mx, static_cast<double>(parts[r * N + n]));
+    double s = 0;
+    for (int64_t r = 0; r < tp; ++r) s += std::exp(static_cast<double>(parts[r * N + n]) - mx);
+    const double lse = mx + std::log(s);
+    row_lse[n] = static_cast<float>(lse);
+    const float loss = tgt[static_cast<size_t>(n)] < 0 ? 0.0f : static_cast<float>(lse - tlogit[n]);
+    host_losses_[static_cast<size_t>(n)] = loss;
+    sum += loss;
+  }
+  k::copy(losses_, host(host_losses_.data(), N));
+  if (with_backward) {
+    k::copy(tp_row_lse_, host(row_lse, N));
+    k::zero(g_norm_);
+    k::lm_head_xent_backward(logits_ws_, fin_out_, head_, targets_, tp_row_lse_, vb, dloss, g_norm_,
+                             dhead_);
+    tp_sum(g_norm_);
+  }
+  const float denom = static_cast<float>(valid_targets_ > 0 ? valid_targets_ : 1);
   return static_cast<float>(sum / denom);
 }
 
@@ -980,7 +1094,8 @@ void Transformer::backward() {
       norm_backward(g, p.d_na_g, p.d_na_b, g_tmp_, x, p.na_g, a.na_mean, a.na_rstd);
     }
   }
-  k::embedding_backward(dwte_, dwpe_, g_resid_, tokens_);
+  k::embedding_backward(dwte_, dwpe_, g_resid_, tokens_,
+                        par_.tp_rank * (cfg_.vocab_size / par_.tp));
 }
 
 void Transformer::set_batch(const int32_t* tokens, const int32_t* targets) {
@@ -999,6 +1114,7 @@ void Transformer::set_batch(const int32_t* tokens, const int32_t* targets) {
   k::copy(tokens_, ht);
   ht.data = const_cast<int32_t*>(targets);
   k::copy(targets_, ht);
+  if (!tp_targets_host_.empty()) std::copy_n(targets, N, tp_targets_host_.data());
 }
 
 float Transformer::forward_backward(float grad_scale) {

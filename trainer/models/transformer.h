@@ -269,6 +269,15 @@ class Transformer {
   Tensor uoe_ones_a_, uoe_ones_m_;
   int64_t uoe_Ta_ = 0, uoe_Tm_ = 0, uoe_Gm_ = 0;  // planned slots (SMHA: max), MLP groups
   Tensor g_u_xs_, g_u_y_, g_u_qkv_, g_u_q_, g_u_k_, g_u_v_, g_u_o_, g_u_att_, g_u_h_, g_u_act_;
+  // Tensor parallel: the input gradient of a split layer is this rank's share, summed over the
+  // tp group (g_tpx_) before it joins dx; the forward's conjugate is tp_sum of the output.
+  Tensor tp_dx(Tensor dx);
+  void tp_dx_done(Tensor dx);
+  void tp_sum(Tensor t);
+  float vocab_parallel_loss(bool with_backward, float dloss);
+  Tensor g_tpx_, tp_lse_parts_, tp_tlogit_, tp_row_lse_;
+  std::vector<float> tp_host_;  // host: the parts' lse [tp*N], target logits [N], row lse [N]
+  std::vector<int32_t> tp_targets_host_;
   // Expert parallel scratch: the exchange buffer, receive-side gradients, host plans.
   Tensor ep_ex_, ep_out_, g_r_h_, g_r_act_, g_r_x_;
   std::vector<int32_t> ep_counts_, ep_perm_, ep_invperm_;
