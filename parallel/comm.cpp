@@ -75,6 +75,35 @@ void Comm::all_reduce(kernels::Tensor t, ReduceOp op) {
   do_all_reduce(t, op);
 }
 
+void Comm::start_all_reduce(kernels::Tensor t, ReduceOp op) {
+  if (pending_.size() >= FlightRecorder::kCapacity / 2) wait_all();  // records stay in the ring
+  if (pending_.capacity() == 0) pending_.reserve(FlightRecorder::kCapacity / 2);
+  const double t0 = clock_s();
+  const auto bytes = static_cast<int64_t>(t.nbytes());
+  FlightRecord& r = flight_->begin(CollKind::all_reduce, bytes, -1);
+  pending_.emplace_back(&r, r.seq);
+  CollStats& s = stats_[static_cast<size_t>(CollKind::all_reduce)];
+  ++s.calls;
+  s.bytes += bytes;
+  do_start_all_reduce(t, op);
+  s.seconds += clock_s() - t0;  // time this rank is blocked, here and in wait_all()
+}
+
+void Comm::progress() {
+  if (!pending_.empty()) do_progress();
+}
+
+void Comm::wait_all() {
+  if (pending_.empty()) return;
+  const double t0 = clock_s();
+  do_wait_all();
+  const double t1 = clock_s();
+  stats_[static_cast<size_t>(CollKind::all_reduce)].seconds += t1 - t0;
+  for (auto [r, seq] : pending_)
+    if (r->seq == seq) r->end_s = t1;
+  pending_.clear();
+}
+
 void Comm::reduce_scatter(kernels::Tensor out, kernels::Tensor in, ReduceOp op) {
   const auto [b, e] = block_range(in.numel(), size(), rank());
   SPARTA_CHECK(out.numel() == e - b && out.dtype == in.dtype,

@@ -14,6 +14,11 @@
 //                                and receives rc[r'] elements from r' into out, in rank order
 //   send / recv                  point to point, matched in order
 //   broadcast(t, root), barrier(), split(color, key, name): a sub-communicator (MPI semantics)
+//   start_all_reduce(t, op)      the same all-reduce, started now and completed by wait_all();
+//                                t must not be touched in between. progress() lets a backend
+//                                without a progress thread advance what is in flight (call it
+//                                between computations). Backends that cannot overlap (the
+//                                default, device tensors over MPI) complete it inside the start.
 #pragma once
 
 #include <array>
@@ -89,6 +94,9 @@ class Comm {
   void recv(kernels::Tensor t, int peer);
   void broadcast(kernels::Tensor t, int root);
   void barrier();
+  void start_all_reduce(kernels::Tensor t, ReduceOp op);
+  void progress();
+  void wait_all();
   // Ranks with the same color form a new communicator, ordered by key (then by old rank).
   std::unique_ptr<Comm> split(int color, int key, const std::string& name);
 
@@ -115,9 +123,13 @@ class Comm {
   virtual void do_broadcast(kernels::Tensor t, int root) = 0;
   virtual void do_barrier() = 0;
   virtual std::unique_ptr<Comm> do_split(int color, int key, const std::string& name) = 0;
+  virtual void do_start_all_reduce(kernels::Tensor t, ReduceOp op) { do_all_reduce(t, op); }
+  virtual void do_progress() {}
+  virtual void do_wait_all() {}
 
  private:
   class Scope;
+  std::vector<std::pair<FlightRecord*, uint64_t>> pending_;  // started, not yet waited (seq)
   std::array<CollStats, kCollKinds> stats_{};
   std::shared_ptr<FlightRecorder> flight_ = std::make_shared<FlightRecorder>();
 };

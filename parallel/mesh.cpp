@@ -73,8 +73,9 @@ ProcessMesh::ProcessMesh(const MeshLayout& l, int world, const MeshModelLimits& 
   if (m.vocab_size % l.tp != 0)
     SPARTA_USAGE_ERROR(
         "parallel.tp = {} must divide model.vocab_size = {} (vocab-parallel "
-        "embedding and cross-entropy)",
-        l.tp, m.vocab_size);
+        "embedding and cross-entropy): set model.vocab_size to a multiple of {} (rows beyond the "
+        "tokenizer's vocabulary are never used)",
+        l.tp, m.vocab_size, l.tp);
   if (m.seq_len % l.cp != 0)
     SPARTA_USAGE_ERROR("parallel.cp = {} must divide model.seq_len = {}", l.cp, m.seq_len);
   if (l.ep > 1 && m.moe_experts == 0)

@@ -167,6 +167,7 @@ class MpiComm final : public Comm {
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
     st().recorders.emplace_back(name_, flight_shared());
+    async_.reserve(FlightRecorder::kCapacity);
   }
   ~MpiComm() override {
     if (comm_ != MPI_COMM_NULL && st().inited) MPI_Comm_free(&comm_);
@@ -188,6 +189,36 @@ class MpiComm final : public Comm {
     wait(req, *this, CollKind::all_reduce, static_cast<int64_t>(t.nbytes()));
     if (op == ReduceOp::avg) scale_host(h, t.numel(), size_);
     store(t, h);
+  }
+
+  // Host f32 tensors overlap (MPI_Iallreduce in place, tested in progress(), completed in
+  // wait_all()); device tensors share one staging buffer, so they complete at once.
+  void do_start_all_reduce(kernels::Tensor t, ReduceOp op) override {
+    if (!t.device.is_cpu() || t.dtype != kernels::DType::f32) {
+      do_all_reduce(t, op);
+      return;
+    }
+    MPI_Request req;
+    check_mpi(MPI_Iallreduce(MPI_IN_PLACE, t.data, as_int(t.numel(), "all_reduce"), MPI_FLOAT,
+                             MPI_SUM, comm_, &req),
+              "MPI_Iallreduce");
+    async_.push_back({req, t, op});
+  }
+  void do_progress() override {
+    for (Async& a : async_) {
+      if (a.req == MPI_REQUEST_NULL) continue;
+      int done = 0;
+      check_mpi(MPI_Test(&a.req, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      if (!done) break;  // libnbc advances in order; one test per call is enough
+    }
+  }
+  void do_wait_all() override {
+    for (Async& a : async_) {
+      if (a.req != MPI_REQUEST_NULL)
+        wait(a.req, *this, CollKind::all_reduce, static_cast<int64_t>(a.t.nbytes()));
+      if (a.op == ReduceOp::avg) scale_host(a.t.data, a.t.numel(), size_);
+    }
+    async_.clear();
   }
 
   void do_reduce_scatter(kernels::Tensor out, kernels::Tensor in, ReduceOp op) override {
@@ -302,6 +333,12 @@ class MpiComm final : public Comm {
   std::string name_;
   int rank_ = 0, size_ = 1;
   std::vector<int> counts_, displs_, rcount_, rdispl_;  // reused: no allocation per call
+  struct Async {
+    MPI_Request req;
+    kernels::Tensor t;
+    ReduceOp op;
+  };
+  std::vector<Async> async_;  // started all-reduces (capacity reserved: none allocated per step)
 };
 
 }  // namespace

@@ -206,6 +206,9 @@ std::vector<Key> build_schema() {
              "(staged through host memory; one GPU shared by several ranks needs this)");
   keys.back().kind = Kind::choice;
   keys.back().choices = {"auto", "nccl", "mpi"};
+  add_bool("parallel", "overlap_grad_reduce", REF(parallel.overlap_grad_reduce),
+           "start each block's gradient all-reduce as soon as its backward is done (false: all "
+           "blocks' reductions after the backward)");
   add_bool(
       "uoe", "enabled", REF(model.uoe),
       "Union of Experts: selective multi-head attention + union of MLP experts in every layer");

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -30,6 +31,12 @@ using Clock = std::chrono::steady_clock;
 
 Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt) {
   world_ = launch::discover_world();
+  // The vocabulary size first: the layout check needs it (vocab-parallel tp must divide it).
+  const data::PrepSummary meta = data::read_meta(cfg_.data.dir);
+  if (cfg_.model.vocab_size == 0) cfg_.model.vocab_size = meta.vocab_size;
+  if (cfg_.model.vocab_size < meta.vocab_size)
+    SPARTA_USAGE_ERROR("model.vocab_size = {} is smaller than the tokenizer's {} in {}",
+                       cfg_.model.vocab_size, meta.vocab_size, cfg_.data.dir);
   setup_parallel();
   int threads = static_cast<int>(cfg_.train.threads);
   if (threads == 0 && world_.local_size > 1)  // ranks sharing a node share its cores
@@ -74,11 +81,6 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
 #endif
   }
 
-  const data::PrepSummary meta = data::read_meta(cfg_.data.dir);
-  if (cfg_.model.vocab_size == 0) cfg_.model.vocab_size = meta.vocab_size;
-  if (cfg_.model.vocab_size < meta.vocab_size)
-    SPARTA_USAGE_ERROR("model.vocab_size = {} is smaller than the tokenizer's {} in {}",
-                       cfg_.model.vocab_size, meta.vocab_size, cfg_.data.dir);
   val_bytes_per_token_ = static_cast<double>(meta.val_bytes) / static_cast<double>(meta.val_tokens);
 
   const int64_t T = cfg_.model.seq_len, B = cfg_.train.batch_size;
@@ -115,6 +117,7 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
     optim_ = std::make_unique<AdamW>(model_->params(), model_->flat_params(), acfg);
   }
   scalars_.assign(2, 0.0f);
+  build_buckets();
   tokens_.resize(static_cast<size_t>(B * T));
   targets_.resize(static_cast<size_t>(B * T));
 
@@ -144,7 +147,17 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
       val_data_->num_tokens(), val_bytes_per_token_));
 }
 
-Trainer::~Trainer() = default;
+// An exception may leave bucket all-reduces in flight (started in the backward, waited in
+// reduce_grads): complete them before the gradient memory goes, or MPI's progress in the
+// failure protocol would write into freed memory. The peers started the same collectives, so
+// this returns promptly; a dead peer ends the job through the wait's timeout instead.
+Trainer::~Trainer() {
+  try {
+    if (grad_comm_) grad_comm_->wait_all();
+    if (edp_dev_) edp_dev_->wait_all();
+  } catch (...) {  // already failing: the job ends through the failure protocol
+  }
+}
 
 void Trainer::say(const std::string& line) const {
   if (opt_.quiet || world_.rank != 0) return;
@@ -160,8 +173,12 @@ StepResult Trainer::step(int64_t step) {
   for (int micro = 0; micro < accum; ++micro) {
     train_loader_->train_batch(step, micro, accum, tokens_.data(), targets_.data());
     model_->set_batch(tokens_.data(), targets_.data());
+    // The last micro-batch's backward starts each block's gradient reduction as it finishes.
+    overlap_now_ = micro == accum - 1 && !optim_->sharded() && world_.size > 1 &&
+                   cfg_.parallel.overlap_grad_reduce;
     loss += model_->forward_backward(1.0f / static_cast<float>(accum));
   }
+  overlap_now_ = false;
   if (fail_at_step_ == step) {
     if (fail_hang_) std::this_thread::sleep_for(std::chrono::hours(1));  // a stuck rank
     throw Error(ErrorKind::internal,
@@ -222,16 +239,58 @@ StepResult Trainer::step(int64_t step) {
 // gradient already sums the contributions of every ep rank's tokens (each scaled by its rank's
 // 1/tokens), so this is the one-process mean over the global batch.
 void Trainer::reduce_grads() {
+  for (size_t i = 0; i < buckets_.size(); ++i)
+    if (!started_[i]) start_buckets(i);
+  grad_comm_->wait_all();
+  edp_dev_->wait_all();
+  std::fill(started_.begin(), started_.end(), 0);
+  const auto [eb, ee] = model_->group_range(models::ShardGroup::ep);
+  if (ee > eb)
+    k::scale(model_->flat_grads().rows(eb, ee), 1.0f / static_cast<float>(dp_comm_->size()));
+}
+
+void Trainer::start_buckets(size_t i) {
+  for (const GradBucket& b : buckets_[i])
+    if (b.comm)
+      b.comm->start_all_reduce(b.t, b.expert ? parallel::ReduceOp::sum : parallel::ReduceOp::avg);
+  started_[i] = 1;
+  grad_comm_->progress();  // advance the blocks above while this one's reduction starts
+  edp_dev_->progress();
+}
+
+void Trainer::build_buckets() {
+  const int64_t L = cfg_.model.n_layers;
+  buckets_.assign(static_cast<size_t>(L + 1), {});
+  started_.assign(static_cast<size_t>(L + 1), 0);
   const k::Tensor flat = model_->flat_grads();
   const auto [eb, ee] = model_->group_range(models::ShardGroup::ep);
-  const int64_t dense_end = ee > eb ? eb : flat.numel();
-  if (dp_comm_->size() > 1)
-    grad_comm_->all_reduce(flat.rows(0, dense_end), parallel::ReduceOp::avg);
-  if (ee > eb) {
-    const k::Tensor experts = flat.rows(eb, ee);
-    if (edp_comm_->size() > 1) edp_dev_->all_reduce(experts, parallel::ReduceOp::sum);
-    k::scale(experts, 1.0f / static_cast<float>(dp_comm_->size()));
+  struct Range {
+    int64_t b, e;
+    size_t key;
+    bool expert;
+  };
+  std::vector<Range> rs;
+  for (const auto& p : model_->params()) {
+    const int64_t b = (static_cast<char*>(p.g.data) - static_cast<char*>(flat.data)) /
+                      static_cast<int64_t>(sizeof(float));
+    rs.push_back(
+        {b, b + p.g.numel(), static_cast<size_t>(p.layer < 0 ? L : p.layer), b >= eb && b < ee});
   }
+  std::sort(rs.begin(), rs.end(), [](const Range& x, const Range& y) { return x.b < y.b; });
+  std::vector<Range> merged;  // neighbours of one bucket merge across the (zero) padding
+  for (const Range& r : rs) {
+    if (!merged.empty() && merged.back().key == r.key && merged.back().expert == r.expert)
+      merged.back().e = r.e;
+    else
+      merged.push_back(r);
+  }
+  for (const Range& r : merged) {
+    parallel::Comm* c = r.expert ? edp_dev_ : grad_comm_;
+    buckets_[r.key].push_back({c->size() > 1 ? c : nullptr, flat.rows(r.b, r.e), r.expert});
+  }
+  model_->set_backward_hook([this](int layer) {
+    if (overlap_now_) start_buckets(static_cast<size_t>(layer));
+  });
 }
 
 // The norm of the full gradient: replicated parameters once, sharded ones summed over their
@@ -291,7 +350,7 @@ void Trainer::setup_parallel() {
   const auto& m = cfg_.model;
   lim.n_heads = m.n_heads;
   lim.d_ff = m.d_ff;
-  lim.vocab_size = m.vocab_size > 0 ? m.vocab_size : 1;  // 0: from the data, checked then
+  lim.vocab_size = m.vocab_size;
   lim.seq_len = m.seq_len;
   lim.moe_experts = m.moe_experts;
   lim.uoe_attn_experts = m.uoe ? m.uoe_attn_experts_or_default() : 0;

@@ -87,7 +87,21 @@ class Trainer {
   parallel::Comm *ep_dev_ = nullptr, *edp_dev_ = nullptr, *tp_dev_ = nullptr;
   double grad_norm(const kernels::Tensor& flat_grads);
   void reduce_grads();
-  kernels::Arena grad_shard_;            // ZeRO-1: this rank's block of the reduced gradient
+  // Gradient buckets: block l's gradients (index l) and the rest (index n_layers), as ranges of
+  // the flat gradient block with the communicator that averages them. A block's buckets start
+  // their all-reduce from the model's backward hook as soon as the block is done (last
+  // micro-batch only), overlapping the blocks below; reduce_grads() starts the rest and waits.
+  struct GradBucket {
+    parallel::Comm* comm;  // null: nothing to reduce (a group of one rank)
+    kernels::Tensor t;
+    bool expert;  // summed over expert-DP, then scaled (reduce_grads)
+  };
+  void build_buckets();
+  void start_buckets(size_t i);
+  std::vector<std::vector<GradBucket>> buckets_;
+  std::vector<char> started_;
+  bool overlap_now_ = false;
+  kernels::Arena grad_shard_;   // ZeRO-1: this rank's block of the reduced gradient
   std::vector<float> scalars_;  // host scalars for small all-reduces (loss, norm, eval sums)
   int64_t fail_at_step_ = -1;   // SPARTA_TEST_FAIL: throw at this (0-based) step on this rank
   bool fail_hang_ = false;      // ... or stop responding there

@@ -96,6 +96,7 @@ ar = [c for c in last["comm"] if c["comm"] == "dp" and c["kind"] == "all_reduce"
 assert ar and ar[0]["calls"] >= 20 and ar[0]["bytes"] > 0 and ar[0]["seconds"] > 0, last["comm"]
 PY
 then ok; else bad "comm statistics in the metrics"; fi
+train dp2_overlap 2 4 --set parallel.overlap_grad_reduce=true && check dp2_overlap ref 3e-5
 train dp2_zero1 2 4 --set parallel.zero=1 && check dp2_zero1 ref 3e-5
 train dp2_zero1_noise 2 4 --set parallel.zero=1 --set noise.enabled=true --set noise.eta=0.01 &&
   check dp2_zero1_noise ref_noise 3e-5
@@ -114,7 +115,8 @@ noise=(--set noise.enabled=true --set noise.eta=0.01)
 train ref_rmoe_noise 1 8 "${rmoe[@]}" "${noise[@]}" || bad "RMoE + noise reference run"
 train ep2_rmoe_noise 2 4 "${rmoe[@]}" "${noise[@]}" --set parallel.ep=2 &&
   check ep2_rmoe_noise ref_rmoe_noise 3e-5
-train dp2xep2_moe 4 2 "${moe[@]}" --set parallel.ep=2 && check dp2xep2_moe ref_moe 3e-5
+train dp2xep2_moe 4 2 "${moe[@]}" --set parallel.ep=2 --set parallel.overlap_grad_reduce=true &&
+  check dp2xep2_moe ref_moe 3e-5
 # Capacity mode drops per source rank under data and expert parallelism alike, so ep2 equals dp2.
 cap=("${moe[@]}" --set moe.capacity_factor=1.0)
 train dp2_cap 2 4 "${cap[@]}" || bad "dp2 capacity run"

@@ -1093,6 +1093,7 @@ void Transformer::backward() {
       attention_backward(p, a, a.na_out, g, g_tmp_);
       norm_backward(g, p.d_na_g, p.d_na_b, g_tmp_, x, p.na_g, a.na_mean, a.na_rstd);
     }
+    if (backward_hook_) backward_hook_(l);
   }
   k::embedding_backward(dwte_, dwpe_, g_resid_, tokens_,
                         par_.tp_rank * (cfg_.vocab_size / par_.tp));

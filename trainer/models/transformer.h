@@ -11,6 +11,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -124,6 +125,11 @@ class Transformer {
   // assignment fractions (the averaged gradients then equal one process's). Evaluation forwards
   // stay local (ranks may run different numbers of them). Not owned; null: one process.
   void set_data_parallel(parallel::Comm* dp) { dp_ = dp; }
+  // Called by forward_backward as soon as block `layer`'s parameter gradients are final (top
+  // block first), so the trainer can start reducing them while the blocks below compute. The
+  // gradients of parameters outside the blocks (layer -1) are final when forward_backward
+  // returns. Set once (no allocation per step); empty: none.
+  void set_backward_hook(std::function<void(int layer)> hook) { backward_hook_ = std::move(hook); }
 
   // Copies a micro-batch (host arrays of B*T tokens and targets; a target < 0 is ignored) to the
   // model's device. The loss is the mean over the positions with a target.
@@ -282,9 +288,10 @@ class Transformer {
   Tensor ep_ex_, ep_out_, g_r_h_, g_r_act_, g_r_x_;
   std::vector<int32_t> ep_counts_, ep_perm_, ep_invperm_;
   std::vector<int64_t> ep_send_el_, ep_recv_el_;
-  std::vector<int64_t> moe_counts_;     // scratch for moe_aux_losses
-  float grad_scale_ = 1.0f;             // of the running forward_backward (aux-loss gradients)
-  parallel::Comm* dp_ = nullptr;        // set_data_parallel
+  std::vector<int64_t> moe_counts_;  // scratch for moe_aux_losses
+  float grad_scale_ = 1.0f;          // of the running forward_backward (aux-loss gradients)
+  parallel::Comm* dp_ = nullptr;     // set_data_parallel
+  std::function<void(int)> backward_hook_;
   bool training_forward_ = false;       // the running forward is forward_backward's
   std::vector<int32_t> global_counts_;  // scratch for the counts all-reduce
   std::vector<float> host_losses_;
