@@ -56,15 +56,26 @@ timeout 60 mpirun -np 2 build-gpu/bin/comm_bench --max-mib 64 > "$OUT/comm-bench
 stamp "comm_bench: $(grep -c '^| nccl' "$OUT/comm-bench-np1.txt") nccl rows, $(grep -c '^| mpi' "$OUT/comm-bench-np2.txt") mpi rows (np 2)"
 if [ -d data/default ]; then
   common=(--set train.device=cuda --set train.steps=20 --set train.log_every=1 --set train.eval_every=0 --set train.eval_batches=4)
-  timeout 120 build-gpu/bin/sparta-train "${common[@]}" --set train.batch_size=16 --metrics-out "$OUT/dp1.jsonl" > "$OUT/dp1.log" 2>&1
-  timeout 120 mpirun -np 2 build-gpu/bin/sparta-train "${common[@]}" --set train.batch_size=8 \
-    --set parallel.backend=mpi --set parallel.zero=1 --metrics-out "$OUT/dp2.jsonl" > "$OUT/dp2.log" 2>&1
-  python3 - "$OUT/dp1.jsonl" "$OUT/dp2.jsonl" <<'PY' | tee -a "$OUT/summary.txt"
+  same() {  # same NAME REF RUN: per-step losses of two metrics files
+    python3 - "$OUT/$2.jsonl" "$OUT/$3.jsonl" "$1" <<'PY' | tee -a "$OUT/summary.txt"
 import json, sys
 a, b = ([l["loss"] for l in map(json.loads, open(p)) if "loss" in l] for p in sys.argv[1:3])
-print(f"GPU dp2 (mpi, zero1) vs one process: {len(a)}/{len(b)} steps, max rel loss diff "
-      f"{max(abs(x - y) / abs(x) for x, y in zip(a, b)):.2e}")
+print(f"GPU {sys.argv[3]} vs one process: {len(a)}/{len(b)} steps, max rel loss diff "
+      f"{max([abs(x - y) / abs(x) for x, y in zip(a, b)] or [float('nan')]):.2e}")
 PY
+  }
+  one() { timeout 120 build-gpu/bin/sparta-train "${common[@]}" "$@" > "$OUT/$name.log" 2>&1; }
+  two() { timeout 180 mpirun -np 2 build-gpu/bin/sparta-train "${common[@]}" --set parallel.backend=mpi "$@" > "$OUT/$name.log" 2>&1; }
+  name=dp1 one --set train.batch_size=16 --metrics-out "$OUT/dp1.jsonl"
+  name=dp2 two --set train.batch_size=8 --set parallel.zero=1 --metrics-out "$OUT/dp2.jsonl"
+  same "dp2 (mpi, zero1)" dp1 dp2
+  # Tensor parallel (d_ff divisible by 2) and expert parallel (RMoE), 2 ranks sharing the GPU.
+  name=tp1 one --set train.batch_size=16 --set model.d_ff=684 --metrics-out "$OUT/tp1.jsonl"
+  name=tp2 two --set train.batch_size=16 --set model.d_ff=684 --set parallel.tp=2 --metrics-out "$OUT/tp2.jsonl"
+  same "tp2 (mpi)" tp1 tp2
+  name=ep1 one --config configs/rmoe.toml --set train.batch_size=16 --metrics-out "$OUT/ep1.jsonl"
+  name=ep2 two --config configs/rmoe.toml --set train.batch_size=8 --set parallel.ep=2 --metrics-out "$OUT/ep2.jsonl"
+  same "RMoE ep2 (mpi)" ep1 ep2
 fi
 
 # Model throughput and the PyTorch peer (SPARTA_DEVICE_STEPS=0 skips them).
