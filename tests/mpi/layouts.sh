@@ -17,14 +17,7 @@ fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
 
-# Data: a small text, prepared once.
-python3 -c "
-import random
-r = random.Random(5)
-w = 'in the beginning god created heaven and earth and the earth was without form and void'.split()
-print('\n'.join(' '.join(r.choice(w) for _ in range(12)) for _ in range(3000)))" > "$work/text.txt"
-"$bin/sparta-prep" --out "$work/data" --input "$work/text.txt" --vocab-size 96 --val-fraction 0.05 \
-  > "$work/prep.log" 2>&1 || { cat "$work/prep.log"; exit 1; }
+bash "$src/tests/mpi/tiny_data.sh" "$bin" "$work" || exit 1  # $work/data
 
 # tiny model, 10 steps, every step logged; global batch 8 = dp x per-rank batch. AdamW's eps is
 # 1e-6 (default 1e-8): with 1e-8, an element whose gradient is at rounding level (a vocabulary

@@ -75,13 +75,7 @@ sinfo -h -o %T | grep -q idle || {
   exit 1
 }
 
-python3 -c "
-import random
-r = random.Random(5)
-w = 'in the beginning god created heaven and earth and the earth was without form and void'.split()
-print('\n'.join(' '.join(r.choice(w) for _ in range(12)) for _ in range(3000)))" > "$S/text.txt"
-"$bin/sparta-prep" --out "$S/data" --input "$S/text.txt" --vocab-size 96 --val-fraction 0.05 \
-  > "$S/prep.log" 2>&1 || { cat "$S/prep.log"; exit 1; }
+bash "$src/tests/mpi/tiny_data.sh" "$bin" "$S" || exit 1  # $S/data
 base=(--config "$src/configs/tiny.toml" --set "data.dir=$S/data" --set train.steps=6
       --set train.eval_every=0 --set train.eval_batches=2 --set train.log_every=1
       --set train.threads=1 --set checkpoint.keep_last=1)
