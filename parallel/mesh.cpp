@@ -78,6 +78,11 @@ ProcessMesh::ProcessMesh(const MeshLayout& l, int world, const MeshModelLimits& 
         l.tp, m.vocab_size, l.tp);
   if (m.seq_len % l.cp != 0)
     SPARTA_USAGE_ERROR("parallel.cp = {} must divide model.seq_len = {}", l.cp, m.seq_len);
+  if (m.n_heads % (l.tp * l.cp) != 0)
+    SPARTA_USAGE_ERROR(
+        "parallel.tp x cp = {} x {} must divide model.n_heads = {} (context parallelism "
+        "attends with whole heads over whole sequences: n_heads / tp / cp heads per rank)",
+        l.tp, l.cp, m.n_heads);
   if (l.ep > 1 && m.moe_experts == 0)
     SPARTA_USAGE_ERROR("parallel.ep = {} needs an MoE model (moe.experts > 0)", l.ep);
   if (m.moe_experts > 0 && m.moe_experts % l.ep != 0)

@@ -63,6 +63,7 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
   ep_dev_ = ep_comm_.get();
   edp_dev_ = edp_comm_.get();
   tp_dev_ = tp_comm_.get();
+  cp_dev_ = cp_comm_.get();
   if (device.is_cuda() && world_.size > 1 && backend != "mpi") {
 #ifdef SPARTA_HAVE_NCCL
     auto twin = [&](std::unique_ptr<parallel::Comm>& host, std::unique_ptr<parallel::Comm>& dev,
@@ -75,6 +76,7 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
     twin(ep_comm_, nccl_ep_, ep_dev_, "ep");
     twin(edp_comm_, nccl_edp_, edp_dev_, "edp");
     twin(tp_comm_, nccl_tp_, tp_dev_, "tp");
+    twin(cp_comm_, nccl_cp_, cp_dev_, "cp");
 #else
     if (backend == "nccl")
       SPARTA_USAGE_ERROR("parallel.backend = \"nccl\", but this sparta was built without NCCL");
@@ -89,8 +91,7 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
   const uint64_t seed = static_cast<uint64_t>(cfg_.train.seed);
   // Data-parallel ranks read disjoint windows: (step, rank, b) -> ((step * dp + rank) * B + b),
   // so dp ranks of batch B see exactly the windows of one process with batch dp * B.
-  train_loader_ =
-      std::make_unique<data::DataLoader>(*train_data_, B, seed, dp_comm_->rank(), dp_comm_->size());
+  train_loader_ = std::make_unique<data::DataLoader>(*train_data_, B, seed, data_rank_, data_size_);
   val_loader_ = std::make_unique<data::DataLoader>(*val_data_, B, seed);
   models::ModelParallel par;
   par.tp = tp_comm_->size();
@@ -101,6 +102,9 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
   par.tp_host = tp_comm_.get();
   par.ep_dev = ep_dev_;
   par.ep_host = ep_comm_.get();
+  par.cp = cp_comm_->size();
+  par.cp_rank = cp_comm_->rank();
+  par.cp_dev = cp_dev_;
   model_ =
       std::make_unique<models::Transformer>(cfg_.model, static_cast<int>(B), device, seed, par);
   if (dp_comm_->size() > 1) model_->set_data_parallel(dp_comm_.get());
@@ -120,6 +124,8 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
   build_buckets();
   tokens_.resize(static_cast<size_t>(B * T));
   targets_.resize(static_cast<size_t>(B * T));
+  local_tokens_.resize(static_cast<size_t>(B * model_->seq_len_local()));
+  local_targets_.resize(local_tokens_.size());
 
   std::string metrics_path = world_.rank == 0 ? opt_.metrics_out : "";
   if (!opt_.run_dir.empty() && world_.rank == 0) {
@@ -172,7 +178,7 @@ StepResult Trainer::step(int64_t step) {
   double loss = 0;
   for (int micro = 0; micro < accum; ++micro) {
     train_loader_->train_batch(step, micro, accum, tokens_.data(), targets_.data());
-    model_->set_batch(tokens_.data(), targets_.data());
+    set_batch();
     // The last micro-batch's backward starts each block's gradient reduction as it finishes.
     overlap_now_ = micro == accum - 1 && !optim_->sharded() && world_.size > 1 &&
                    cfg_.parallel.overlap_grad_reduce;
@@ -318,8 +324,8 @@ double Trainer::grad_norm(const k::Tensor& flat) {
 std::vector<monitoring::CommRecord> Trainer::comm_records() const {
   std::vector<monitoring::CommRecord> out;
   for (const parallel::Comm* c :
-       {dp_comm_.get(), ep_comm_.get(), edp_comm_.get(), tp_comm_.get(), nccl_dp_.get(),
-        nccl_ep_.get(), nccl_edp_.get(), nccl_tp_.get()}) {
+       {dp_comm_.get(), ep_comm_.get(), edp_comm_.get(), tp_comm_.get(), cp_comm_.get(),
+        nccl_dp_.get(), nccl_ep_.get(), nccl_edp_.get(), nccl_tp_.get(), nccl_cp_.get()}) {
     if (!c || c->size() == 1) continue;
     for (size_t kind = 0; kind < parallel::kCollKinds; ++kind) {
       const auto k = static_cast<parallel::CollKind>(kind);
@@ -329,6 +335,23 @@ std::vector<monitoring::CommRecord> Trainer::comm_records() const {
     }
   }
   return out;
+}
+
+// The micro-batch in tokens_/targets_ to the model: whole sequences, or with context
+// parallelism this rank's part of each. Returns the targets the model got.
+const std::vector<int32_t>& Trainer::set_batch() {
+  const int cp = cp_comm_->size();
+  if (cp == 1) {
+    model_->set_batch(tokens_.data(), targets_.data());
+    return targets_;
+  }
+  const int64_t T = cfg_.model.seq_len, Tl = T / cp, r = cp_comm_->rank();
+  for (int64_t b = 0; b < cfg_.train.batch_size; ++b) {
+    std::copy_n(tokens_.begin() + b * T + r * Tl, Tl, local_tokens_.begin() + b * Tl);
+    std::copy_n(targets_.begin() + b * T + r * Tl, Tl, local_targets_.begin() + b * Tl);
+  }
+  model_->set_batch(local_tokens_.data(), local_targets_.data());
+  return local_targets_;
 }
 
 k::Tensor Trainer::host_scalars(int64_t n) {
@@ -356,9 +379,11 @@ void Trainer::setup_parallel() {
   lim.uoe_attn_experts = m.uoe ? m.uoe_attn_experts_or_default() : 0;
   lim.uoe_mlp_experts = m.uoe ? m.uoe_mlp_experts : 0;
   mesh_ = std::make_unique<parallel::ProcessMesh>(layout, world_.size, lim);
-  if (p.cp > 1)
-    SPARTA_USAGE_ERROR("parallel.cp = {}: context parallelism is not implemented yet (use cp = 1)",
-                       p.cp);
+  if (p.cp > 1 && m.uoe)
+    SPARTA_USAGE_ERROR(
+        "parallel.cp = {} with uoe.enabled: UoE assigns slots over whole sequences, which context "
+        "parallelism splits; use cp = 1 (tp splits UoE's experts)",
+        p.cp);
   if (p.tp > 1 && m.moe_experts > 0)
     SPARTA_USAGE_ERROR(
         "parallel.tp = {} with moe.experts = {}: MoE layers are split by expert parallelism; use "
@@ -384,12 +409,17 @@ void Trainer::setup_parallel() {
       fail_hang_ = got == 3;
     }
   }
+  // Data: ranks with the same ep and dp coordinates read the same sequences (tp and cp peers).
+  data_size_ = mesh_->size(parallel::Dim::ep) * mesh_->size(parallel::Dim::dp);
+  data_rank_ = mesh_->coord(world_.rank, parallel::Dim::dp) * mesh_->size(parallel::Dim::ep) +
+               mesh_->coord(world_.rank, parallel::Dim::ep);
   if (world_.size == 1) {
     world_comm_ = std::make_unique<parallel::SelfComm>("world");
     dp_comm_ = std::make_unique<parallel::SelfComm>("dp");
     ep_comm_ = std::make_unique<parallel::SelfComm>("ep");
     edp_comm_ = std::make_unique<parallel::SelfComm>("edp");
     tp_comm_ = std::make_unique<parallel::SelfComm>("tp");
+    cp_comm_ = std::make_unique<parallel::SelfComm>("cp");
     return;
   }
 #ifdef SPARTA_HAVE_MPI
@@ -404,10 +434,13 @@ void Trainer::setup_parallel() {
   auto group = [&](std::vector<Dim> dims, const char* name) {
     return world_comm_->split(mesh_->group_color(world_.rank, dims), world_.rank, name);
   };
-  dp_comm_ = group({Dim::ep, Dim::dp}, "dp");
+  // Context-parallel peers hold the same parameters on different tokens: they reduce gradients
+  // with the data-parallel ranks.
+  dp_comm_ = group({Dim::cp, Dim::ep, Dim::dp}, "dp");
   ep_comm_ = group({Dim::ep}, "ep");
-  edp_comm_ = group({Dim::dp}, "edp");
+  edp_comm_ = group({Dim::cp, Dim::dp}, "edp");
   tp_comm_ = group({Dim::tp}, "tp");
+  cp_comm_ = group({Dim::cp}, "cp");
   say(mesh_->table().substr(0, mesh_->table().size() - 1));
 #else
   SPARTA_USAGE_ERROR(
@@ -422,18 +455,19 @@ EvalResult Trainer::evaluate() {
   const int64_t n = cfg_.train.eval_batches > 0 ? std::min(cfg_.train.eval_batches, avail) : avail;
   double nats = 0;
   int64_t count = 0;
-  // Data-parallel ranks split the batches; the sums are all-reduced. A forward of a split model
-  // is collective over its tp and ep groups, so every rank runs the same number of forwards: a
-  // rank past the end repeats batch 0 and does not count it.
-  const int64_t dps = dp_comm_->size(), rounds = (n + dps - 1) / dps;
-  const bool collective = tp_comm_->size() > 1 || ep_comm_->size() > 1;
+  // Data-parallel ranks split the batches (context-parallel peers share one, each scoring its
+  // part of the sequences); the sums are all-reduced. A forward of a split model is collective
+  // over its tp, cp and ep groups, so every rank runs the same number of forwards: a rank past
+  // the end repeats batch 0 and does not count it.
+  const int64_t dps = data_size_, rounds = (n + dps - 1) / dps;
+  const bool collective = tp_comm_->size() > 1 || ep_comm_->size() > 1 || cp_comm_->size() > 1;
   for (int64_t round = 0; round < rounds; ++round) {
-    const int64_t i = round * dps + dp_comm_->rank();
+    const int64_t i = round * dps + data_rank_;
     if (i >= n && !collective) break;
     val_loader_->eval_batch(i < n ? i : 0, tokens_.data(), targets_.data());
+    const std::vector<int32_t>& tg = set_batch();
     int64_t valid = 0;
-    for (int32_t t : targets_) valid += t >= 0;
-    model_->set_batch(tokens_.data(), targets_.data());
+    for (int32_t t : tg) valid += t >= 0;
     const double loss = model_->forward_loss();
     if (i >= n) continue;
     nats += loss * static_cast<double>(valid);
@@ -517,7 +551,7 @@ RunSummary Trainer::run() {
     SPARTA_USAGE_ERROR("--stop-at-step needs a place to save: give --run-dir or checkpoint.dir");
   sum.start_step = start;
   const double tokens_per_step = static_cast<double>(cfg_.train.batch_size * cfg_.model.seq_len *
-                                                     cfg_.train.grad_accum * dp_comm_->size());
+                                                     cfg_.train.grad_accum * data_size_);
   const EvalResult uni = unigram_baseline();
   sum.unigram_val_loss = uni.loss;
   sum.unigram_val_bpb = uni.bpb;
@@ -578,7 +612,7 @@ RunSummary Trainer::run() {
       info.step = done;
       info.tokens_seen = static_cast<int64_t>(tokens_per_step) * done;
       info.seed = static_cast<uint64_t>(cfg_.train.seed);
-      info.samples_per_step = cfg_.train.batch_size * cfg_.train.grad_accum * dp_comm_->size();
+      info.samples_per_step = cfg_.train.batch_size * cfg_.train.grad_accum * data_size_;
       info.epoch = train_loader_->epoch_of(done, static_cast<int>(cfg_.train.grad_accum));
       info.config_toml = to_toml(cfg_);
       info.tokenizer_path = (fs::path(cfg_.data.dir) / "tokenizer.model").string();

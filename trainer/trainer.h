@@ -78,13 +78,17 @@ class Trainer {
   RunOptions opt_;
   launch::World world_;
   std::unique_ptr<parallel::ProcessMesh> mesh_;
-  // Groups (parallel/mesh.h): dp = the dense data-parallel group (ep x dp ranks: every rank
-  // holding the same dense parameters), ep = expert parallel, edp = expert data parallel (the
-  // ranks holding the same experts), tp = tensor parallel. nccl_*: their device twins on GPUs.
-  std::unique_ptr<parallel::Comm> world_comm_, dp_comm_, ep_comm_, edp_comm_, tp_comm_;
-  std::unique_ptr<parallel::Comm> nccl_dp_, nccl_ep_, nccl_edp_, nccl_tp_;
+  // Groups (parallel/mesh.h): dp = the dense data-parallel group (cp x ep x dp ranks: every
+  // rank holding the same dense parameters), ep = expert parallel, edp = expert data parallel
+  // (cp x dp: the ranks holding the same experts), tp = tensor parallel, cp = context parallel.
+  // nccl_*: their device twins on GPUs.
+  std::unique_ptr<parallel::Comm> world_comm_, dp_comm_, ep_comm_, edp_comm_, tp_comm_, cp_comm_;
+  std::unique_ptr<parallel::Comm> nccl_dp_, nccl_ep_, nccl_edp_, nccl_tp_, nccl_cp_;
   parallel::Comm* grad_comm_ = nullptr;  // device tensors: nccl_dp_ or dp_comm_
-  parallel::Comm *ep_dev_ = nullptr, *edp_dev_ = nullptr, *tp_dev_ = nullptr;
+  parallel::Comm *ep_dev_ = nullptr, *edp_dev_ = nullptr, *tp_dev_ = nullptr, *cp_dev_ = nullptr;
+  int data_rank_ = 0, data_size_ = 1;  // which sequences this rank reads (ep x dp coordinates)
+  const std::vector<int32_t>& set_batch();
+  std::vector<int32_t> local_tokens_, local_targets_;  // context parallel: this rank's part
   double grad_norm(const kernels::Tensor& flat_grads);
   void reduce_grads();
   // Gradient buckets: block l's gradients (index l) and the rest (index n_layers), as ranges of

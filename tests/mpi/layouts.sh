@@ -135,6 +135,17 @@ for to in 1 2; do
   cp -r "$work/stop_tp" "$work/resume_tp_$to"
   train "resume_tp_$to" "$to" 8 --set parallel.tp="$to" --resume auto && check "resume_tp_$to" ref 3e-5
 done
+# Context parallel: each rank holds a part of every sequence; attention swaps tokens for heads
+# (all-to-all) and attends over whole sequences. Alone, with tensor, data (+ ZeRO-1) and
+# expert parallelism, and with the learned-position variant + noise.
+train cp2 2 8 --set parallel.cp=2 && check cp2 ref 3e-5
+train cp2_var_noise 2 8 "${var[@]}" "${noise[@]}" --set parallel.cp=2 && check cp2_var_noise ref_var_noise 3e-5
+train cp2_rmoe 2 8 "${rmoe[@]}" --set parallel.cp=2 && check cp2_rmoe ref_rmoe 3e-5
+train dp2xcp2_zero1 4 4 --set parallel.cp=2 --set parallel.zero=1 && check dp2xcp2_zero1 ref 3e-5
+train cp2xep2_moe 4 4 "${moe[@]}" --set parallel.cp=2 --set parallel.ep=2 && check cp2xep2_moe ref_moe 3e-5
+h4=(--set model.n_heads=4)
+train ref_h4 1 8 "${h4[@]}" || bad "4-head reference run"
+train tp2xcp2 4 8 "${h4[@]}" --set parallel.tp=2 --set parallel.cp=2 && check tp2xcp2 ref_h4 3e-5
 # Expert checkpoints are saved whole: save at dp2 x ep2, resume at world 1 and at ep2.
 train stop_ep 4 2 "${moe[@]}" --set parallel.ep=2 --stop-at-step 5 || bad "stop at dp2 x ep2"
 for to in 1 2; do
@@ -188,6 +199,9 @@ expect_layout 2 "parallel.ep = 2 must divide moe.experts = 3" --set parallel.ep=
 expect_layout 2 "parallel.ep = 2 needs an MoE model" --set parallel.ep=2
 expect_layout 2 "parallel.tp = 2 with moe.experts = 4: MoE layers are split by expert parallelism" \
   --set parallel.tp=2 --set moe.experts=4
+expect_layout 2 "parallel.cp = 2 with uoe.enabled: UoE assigns slots over whole sequences" \
+  --set parallel.cp=2 "${uoe[@]}"
+expect_layout 4 "parallel.tp x cp = 2 x 2 must divide model.n_heads = 2" --set parallel.tp=2 --set parallel.cp=2
 expect_layout 2 "parallel.order = \"tp-dp\" must name tp, cp, ep and dp once each" --set parallel.order=tp-dp
 expect_layout 2 "parallel.zero = 1 with tp = 1 and ep = 2: ZeRO-1 shards the optimizer over data parallelism only" \
   --set parallel.ep=2 --set moe.experts=4 --set parallel.zero=1

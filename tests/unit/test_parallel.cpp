@@ -94,6 +94,12 @@ TEST(ProcessMesh, InvalidLayoutsSayWhatToChange) {
   l.cp = 3;
   expect_refused(l, 3, model(), "parallel.cp = 3 must divide model.seq_len = 32");
   l = {};
+  l.tp = 2;
+  l.cp = 2;
+  mm = model();
+  mm.n_heads = 6;
+  expect_refused(l, 4, mm, "parallel.tp x cp = 2 x 2 must divide model.n_heads = 6");
+  l = {};
   l.order = "tp-cp-dp";
   expect_refused(l, 4, model(), "must name tp, cp, ep and dp once each");
   l.order = "tp-tp-ep-dp";

@@ -34,6 +34,12 @@ Transformer::Transformer(const ModelConfig& cfg, int batch, k::Device device, ui
   SPARTA_CHECK(cfg.n_heads % par.tp == 0 && cfg.d_ff % par.tp == 0 && cfg.vocab_size % par.tp == 0,
                "tensor parallel over {} ranks needs n_heads {}, d_ff {} and vocab {} divisible",
                par.tp, cfg.n_heads, cfg.d_ff, cfg.vocab_size);
+  SPARTA_CHECK(par.cp == 1 ||
+                   (!cfg.uoe && cfg.seq_len % par.cp == 0 && cfg.n_heads % (par.tp * par.cp) == 0 &&
+                    par.cp_dev && par.cp_dev->size() == par.cp),
+               "context parallel over {} ranks needs seq_len {} and n_heads / tp {} divisible by "
+               "it, no UoE, and its communicator",
+               par.cp, cfg.seq_len, cfg.n_heads / par.tp);
   SPARTA_CHECK(par.ep == 1 || (cfg.moe_experts > 0 && cfg.moe_experts % par.ep == 0 && par.ep_dev &&
                                par.ep_host && par.ep_dev->size() == par.ep),
                "expert parallel over {} ranks needs moe.experts divisible by it and its "
@@ -51,13 +57,14 @@ Transformer::Transformer(const ModelConfig& cfg, int batch, k::Device device, ui
   act_arena_ = k::Arena(device, ma.used(), "activations");
   buffer_arena_ = k::Arena(device, mb.used(), "buffers");
   plan(param_arena_, grad_arena_, act_arena_, buffer_arena_);
-  host_losses_.resize(static_cast<size_t>(B_) * static_cast<size_t>(cfg_.seq_len));
+  host_losses_.resize(static_cast<size_t>(B_) * static_cast<size_t>(seq_len_local()));
   init_params(seed);
 }
 
 void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
   const int64_t L = cfg_.n_layers, C = cfg_.d_model, H = cfg_.n_heads, D = cfg_.head_dim();
-  const int64_t T = cfg_.seq_len, V = cfg_.vocab_size, B = B_, N = B * T;
+  // T: this rank's tokens per sequence (context parallel: seq_len / cp); Tf: the whole sequence.
+  const int64_t Tf = cfg_.seq_len, T = Tf / par_.cp, V = cfg_.vocab_size, B = B_, N = B * T;
   const int64_t F = cfg_.d_ff, FC = cfg_.ffn == FfnType::swiglu ? 2 * F : F;
   const bool ln = cfg_.norm == NormType::layernorm;
   const std::vector<bool> moe_mask = cfg_.moe_layer_mask();
@@ -122,6 +129,7 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
     return Shard{ShardGroup::tp, outer, mid, inner, par_.tp, par_.tp_rank};
   };
   const int64_t tp = par_.tp, Hl = H / tp, Cl = C / tp, Fl = F / tp, FCl = FC / tp;
+  const int64_t Hc = Hl / par_.cp;  // heads this rank attends with (every token of them)
   const int64_t Vl = V / tp, Eal = Ea / tp, Eml = Em / tp;
   auto buffer = [&](const std::string& name, int layer, std::initializer_list<int64_t> shape,
                     float init, Tensor& w) {
@@ -132,7 +140,7 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
   const float s = cfg_.init_std;
   param("wte", -1, {V, C}, cfg_.embed_init_std, true, wte_, dwte_, tp_split(1, V, C));
   if (cfg_.pos == PosEncoding::learned)
-    param("wpe", -1, {T, C}, cfg_.embed_init_std, true, wpe_, dwpe_);
+    param("wpe", -1, {Tf, C}, cfg_.embed_init_std, true, wpe_, dwpe_);
   layers_.assign(static_cast<size_t>(L), {});
   for (int l = 0; l < L; ++l) {
     LayerParams& p = layers_[static_cast<size_t>(l)];
@@ -245,11 +253,11 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
     a.nf_rstd = f32({N});
     if (!uoe) {  // this rank's heads
       a.qkv = f32({N, 3 * Cl});
-      a.q = f32({B, Hl, T, D});
-      a.k = f32({B, Hl, T, D});
-      a.v = f32({B, Hl, T, D});
-      a.o = f32({B, Hl, T, D});
-      a.lse = f32({B, Hl, T});
+      a.q = f32({B, Hc, Tf, D});
+      a.k = f32({B, Hc, Tf, D});
+      a.v = f32({B, Hc, Tf, D});
+      a.o = f32({B, Hc, Tf, D});
+      a.lse = f32({B, Hc, Tf});
       a.att = f32({N, Cl});
     }
     a.att_proj = f32({N, C});
@@ -333,10 +341,16 @@ void Transformer::plan(k::Arena& pa, k::Arena& ga, k::Arena& aa, k::Arena& ba) {
   g_norm_ = f32({N, C});
   g_att_ = f32({N, Cl});
   g_qkv_ = f32({N, 3 * Cl});
-  g_q_ = f32({B, Hl, T, D});
-  g_k_ = f32({B, Hl, T, D});
-  g_v_ = f32({B, Hl, T, D});
-  g_o_ = f32({B, Hl, T, D});
+  g_q_ = f32({B, Hc, Tf, D});
+  g_k_ = f32({B, Hc, Tf, D});
+  g_v_ = f32({B, Hc, Tf, D});
+  g_o_ = f32({B, Hc, Tf, D});
+  if (par_.cp > 1) {
+    for (Tensor* t : {&cp_q_, &cp_k_, &cp_v_}) *t = f32({B, Hl, T, D});
+    cp_send_ = f32({B * Hl * T * D});
+    cp_recv_ = f32({B * Hl * T * D});
+    cp_counts_.assign(static_cast<size_t>(par_.cp), B * Hc * T * D);
+  }
   g_fc_ = f32({N, FCl});
   g_act_ = f32({N, Fl});
   if (tp > 1) {
@@ -510,15 +524,61 @@ void Transformer::attention_forward(const LayerParams& p, LayerActs& a, Tensor x
     return;
   }
   k::matmul_forward(a.qkv, x, p.wqkv);
-  k::split_heads(a.q, a.k, a.v, a.qkv);
-  if (cfg_.pos == PosEncoding::rope) {
+  if (par_.cp == 1) {
+    k::split_heads(a.q, a.k, a.v, a.qkv);
+  } else {  // this rank's tokens of all heads -> all tokens of this rank's heads
+    k::split_heads(cp_q_, cp_k_, cp_v_, a.qkv);
+    cp_to_heads(a.q, cp_q_);
+    cp_to_heads(a.k, cp_k_);
+    cp_to_heads(a.v, cp_v_);
+  }
+  if (cfg_.pos == PosEncoding::rope) {  // whole sequences here: positions 0..T-1 as they are
     k::rope_forward(a.q, cfg_.rope_theta);
     k::rope_forward(a.k, cfg_.rope_theta);
   }
   k::attention_forward(a.o, a.lse, a.q, a.k, a.v, /*causal=*/true);
-  k::merge_heads(a.att, a.o);
+  if (par_.cp == 1) {
+    k::merge_heads(a.att, a.o);
+  } else {
+    cp_to_tokens(cp_q_, a.o);
+    k::merge_heads(a.att, cp_q_);
+  }
   k::matmul_forward(a.att_proj, a.att, p.wproj);
   tp_sum(a.att_proj);  // row-parallel: each rank's heads contribute a share
+}
+
+namespace {
+// out[b, a, :] = in[a, b, :] for `in` seen as [A, Bn, inner]: merge_heads is exactly this swap
+// of the first two axes when the batch axis is 1.
+void swap01(Tensor out, Tensor in, int64_t A, int64_t Bn) {
+  const int64_t inner = in.numel() / (A * Bn);
+  k::merge_heads(out.view({Bn, A * inner}), in.view({1, A, Bn, inner}));
+}
+}  // namespace
+
+void Transformer::cp_to_heads(Tensor dst, Tensor src) {
+  const int64_t cp = par_.cp, B = B_, Hc = dst.dim(1), Tl = src.dim(2), D = src.dim(3);
+  const Tensor send = cp_send_.rows(0, src.numel()), recv = cp_recv_.rows(0, src.numel());
+  swap01(send, src, B, cp);  // [B, cp(head group), Hc*Tl*D] -> [cp, B, Hc*Tl*D]
+  par_.cp_dev->all_to_all_v(recv, cp_counts_, send, cp_counts_);
+  swap01(dst, recv, cp, B * Hc);  // [cp(token chunk), B*Hc, Tl*D] -> [B*Hc, cp, Tl*D]
+  (void)Tl;
+  (void)D;
+}
+
+void Transformer::cp_to_tokens(Tensor dst, Tensor src) {
+  const int64_t cp = par_.cp, B = B_, Hc = src.dim(1);
+  const Tensor send = cp_send_.rows(0, src.numel()), recv = cp_recv_.rows(0, src.numel());
+  swap01(send, src, B * Hc, cp);  // [B*Hc, cp(token chunk), Tl*D] -> [cp, B*Hc, Tl*D]
+  par_.cp_dev->all_to_all_v(recv, cp_counts_, send, cp_counts_);
+  swap01(dst, recv, cp, B);  // [cp(head group), B, Hc*Tl*D] -> [B, cp, Hc*Tl*D]
+}
+
+// This rank's rows of a [T, C] position table (context parallel: its part of the sequence).
+Tensor Transformer::positions(Tensor table) const {
+  if (table.empty() || par_.cp == 1) return table;
+  const int64_t Tl = seq_len_local();
+  return table.rows(par_.cp_rank * Tl, (par_.cp_rank + 1) * Tl);
 }
 
 Tensor Transformer::tp_dx(Tensor dx) {
@@ -546,8 +606,14 @@ void Transformer::attention_backward(const LayerParams& p, const LayerActs& a, T
   }
   k::zero(g_att_);
   k::matmul_backward(g_att_, p.dwproj, dout, a.att, p.wproj);
-  k::zero(g_o_);
-  k::merge_heads_backward(g_o_, g_att_);
+  if (par_.cp == 1) {
+    k::zero(g_o_);
+    k::merge_heads_backward(g_o_, g_att_);
+  } else {
+    k::zero(cp_q_);
+    k::merge_heads_backward(cp_q_, g_att_);
+    cp_to_heads(g_o_, cp_q_);
+  }
   k::zero(g_q_);
   k::zero(g_k_);
   k::zero(g_v_);
@@ -557,7 +623,14 @@ void Transformer::attention_backward(const LayerParams& p, const LayerActs& a, T
     k::rope_backward(g_k_, cfg_.rope_theta);
   }
   k::zero(g_qkv_);
-  k::split_heads_backward(g_qkv_, g_q_, g_k_, g_v_);
+  if (par_.cp == 1) {
+    k::split_heads_backward(g_qkv_, g_q_, g_k_, g_v_);
+  } else {
+    cp_to_tokens(cp_q_, g_q_);
+    cp_to_tokens(cp_k_, g_k_);
+    cp_to_tokens(cp_v_, g_v_);
+    k::split_heads_backward(g_qkv_, cp_q_, cp_k_, cp_v_);
+  }
   k::matmul_backward(tp_dx(dx), p.dwqkv, g_qkv_, x, p.wqkv);
   tp_dx_done(dx);
 }
@@ -607,7 +680,7 @@ void Transformer::forward_hidden() {
   // Vocab-parallel: each rank embeds the tokens of its vocabulary part (zeros elsewhere), the
   // sum over the tp group completes every row; positions are added by one rank only.
   const int64_t vb = par_.tp_rank * (cfg_.vocab_size / par_.tp);
-  k::embedding_forward(emb_out_, tokens_, wte_, par_.tp_rank == 0 ? wpe_ : Tensor(), vb);
+  k::embedding_forward(emb_out_, tokens_, wte_, par_.tp_rank == 0 ? positions(wpe_) : Tensor(), vb);
   tp_sum(emb_out_);
   Tensor x = emb_out_;
   for (int l = 0; l < cfg_.n_layers; ++l) {
@@ -1095,7 +1168,7 @@ void Transformer::backward() {
     }
     if (backward_hook_) backward_hook_(l);
   }
-  k::embedding_backward(dwte_, dwpe_, g_resid_, tokens_,
+  k::embedding_backward(dwte_, positions(dwpe_), g_resid_, tokens_,
                         par_.tp_rank * (cfg_.vocab_size / par_.tp));
 }
 
@@ -1141,7 +1214,7 @@ double angular_distance(const float* a, const float* b, int64_t n) {
 }
 
 std::vector<double> Transformer::angular_distances() const {
-  const int64_t C = cfg_.d_model, T = cfg_.seq_len;
+  const int64_t C = cfg_.d_model, T = seq_len_local();
   std::vector<float> a(static_cast<size_t>(C)), b(static_cast<size_t>(C));
   auto last_token = [&](const Tensor& t, int64_t seq, std::vector<float>& out) {
     Tensor h(out.data(), DType::f32, k::Device::cpu(), {1, C});

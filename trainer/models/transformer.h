@@ -79,9 +79,13 @@ struct Param {
 // How this rank's model is split; the trainer builds it from the process mesh. The
 // communicators are not owned. *_dev carry the model's device tensors (NCCL on GPUs, else MPI);
 // *_host carry host tensors and checkpoint gathers (MPI; device tensors are staged).
+// Context parallel (cp): this rank holds tokens [cp_rank * T / cp, (cp_rank + 1) * T / cp) of every
+// sequence; attention exchanges heads for sequence (all-to-all, DeepSpeed-Ulysses style) so that
+// each rank attends over the whole sequence for n_heads / (tp * cp) heads.
 struct ModelParallel {
-  int tp = 1, tp_rank = 0, ep = 1, ep_rank = 0;
+  int tp = 1, tp_rank = 0, ep = 1, ep_rank = 0, cp = 1, cp_rank = 0;
   parallel::Comm *tp_dev = nullptr, *tp_host = nullptr, *ep_dev = nullptr, *ep_host = nullptr;
+  parallel::Comm* cp_dev = nullptr;
 };
 
 class Transformer {
@@ -95,6 +99,7 @@ class Transformer {
 
   const ModelConfig& config() const { return cfg_; }
   int batch() const { return B_; }
+  int64_t seq_len_local() const { return cfg_.seq_len / par_.cp; }
   std::vector<Param>& params() { return params_; }
   const std::vector<Param>& params() const { return params_; }
   // Model state that is not trained (UoE's frozen, rank-only routers: spec T7): initialised from
@@ -132,7 +137,8 @@ class Transformer {
   void set_backward_hook(std::function<void(int layer)> hook) { backward_hook_ = std::move(hook); }
 
   // Copies a micro-batch (host arrays of B*T tokens and targets; a target < 0 is ignored) to the
-  // model's device. The loss is the mean over the positions with a target.
+  // model's device. The loss is the mean over the positions with a target. Context parallel:
+  // B*T/cp, this rank's part of each sequence (seq_len_local()).
   void set_batch(const int32_t* tokens, const int32_t* targets);
 
   // Forward + backward on the current tokens/targets. Gradients ACCUMULATE: the loss whose
@@ -277,6 +283,13 @@ class Transformer {
   Tensor g_u_xs_, g_u_y_, g_u_qkv_, g_u_q_, g_u_k_, g_u_v_, g_u_o_, g_u_att_, g_u_h_, g_u_act_;
   // Tensor parallel: the input gradient of a split layer is this rank's share, summed over the
   // tp group (g_tpx_) before it joins dx; the forward's conjugate is tp_sum of the output.
+  // Context parallel: [B, H_tp, T/cp, D] (all heads, this rank's tokens) <-> [B, H_tp/cp, T, D]
+  // (this rank's heads, every token), through an all-to-all over the cp group.
+  void cp_to_heads(Tensor dst, Tensor src);
+  void cp_to_tokens(Tensor dst, Tensor src);
+  Tensor positions(Tensor table) const;
+  Tensor cp_q_, cp_k_, cp_v_, cp_send_, cp_recv_;
+  std::vector<int64_t> cp_counts_;
   Tensor tp_dx(Tensor dx);
   void tp_dx_done(Tensor dx);
   void tp_sum(Tensor t);
