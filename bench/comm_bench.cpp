@@ -1,6 +1,8 @@
 // Collective microbenchmark: sparta's Comm against the raw library call on the same buffer, side
 // by side in one run, 1 KiB .. 256 MiB (float32): all_reduce (sum) through MpiComm vs
-// MPI_Allreduce, and through NcclComm vs ncclAllReduce when a GPU is present (one rank per GPU).
+// MPI_Allreduce, and through NcclComm vs ncclAllReduce when a GPU is present (one rank per GPU);
+// then all_to_all_v with equal blocks (expert- and context-parallel exchanges) through MpiComm vs
+// MPI_Alltoallv, 1 KiB .. max/4 sent per rank.
 // Run under mpirun:  mpirun -np 2 build/bin/comm_bench [--max-mib 256] [--iters N]
 // Prints one Markdown row per size: times (median of the iterations), algorithm bandwidth, bus
 // bandwidth (2 (P-1)/P x bytes / time, NCCL's convention) and Comm's overhead over the raw call.
@@ -112,6 +114,35 @@ int main(int argc, char** argv) {
     ncclCommDestroy(raw_comm);
   }
 #endif
+  {
+    if (me == 0) {
+      std::printf(
+          "\n| backend | bytes sent per rank | raw a2a (ms) | Comm a2a (ms) | Comm overhead |\n");
+      std::printf("|---|---|---|---|---|\n");
+    }
+    std::vector<float> out(buf.size());
+    std::vector<int> counts(static_cast<size_t>(P)), displs(static_cast<size_t>(P));
+    std::vector<int64_t> counts64(static_cast<size_t>(P));
+    for (int64_t bytes = 1024; bytes <= max_mib * (1 << 20) / 4; bytes *= 4) {
+      const int64_t per = bytes / 4 / P;  // elements to each peer
+      for (int r = 0; r < P; ++r) {
+        counts[static_cast<size_t>(r)] = static_cast<int>(per);
+        displs[static_cast<size_t>(r)] = static_cast<int>(per * r);
+        counts64[static_cast<size_t>(r)] = per;
+      }
+      const kernels::Tensor in(buf.data(), kernels::DType::f32, kernels::Device::cpu(), {per * P});
+      const kernels::Tensor o(out.data(), kernels::DType::f32, kernels::Device::cpu(), {per * P});
+      const double raw = time_it(iters, [&] {
+        MPI_Alltoallv(buf.data(), counts.data(), displs.data(), MPI_FLOAT, out.data(),
+                      counts.data(), displs.data(), MPI_FLOAT, MPI_COMM_WORLD);
+      });
+      const double ours = time_it(iters, [&] { world->all_to_all_v(o, counts64, in, counts64); });
+      if (me == 0)
+        std::printf("| mpi | %lld | %.3f | %.3f | %+.1f %% |\n",
+                    static_cast<long long>(per * P * 4), raw * 1e3, ours * 1e3,
+                    (ours / raw - 1) * 100);
+    }
+  }
   world.reset();
   parallel::MpiRuntime::finalize();
   return 0;

@@ -1243,9 +1243,28 @@ double Transformer::aux_loss() const {
 }
 
 std::vector<double> Transformer::layer_grad_norms() const {
-  std::vector<double> ss(static_cast<size_t>(cfg_.n_layers), 0.0);
-  for (const Param& p : params_)
-    if (p.layer >= 0) ss[static_cast<size_t>(p.layer)] += k::sum_squares(p.g);
+  const auto L = static_cast<size_t>(cfg_.n_layers);
+  std::vector<double> ss(L, 0.0);
+  // Split parameters: each rank's part, summed over the part's group (collective then).
+  std::array<std::vector<float>, kShardGroups> split;
+  for (auto& s : split) s.assign(L, 0.0f);
+  for (const Param& p : params_) {
+    if (p.layer < 0) continue;
+    const double v = k::sum_squares(p.g);
+    if (p.shard.parts == 1)
+      ss[static_cast<size_t>(p.layer)] += v;
+    else
+      split[static_cast<size_t>(p.shard.group)][static_cast<size_t>(p.layer)] +=
+          static_cast<float>(v);
+  }
+  for (const auto& [grp, c] :
+       {std::pair{ShardGroup::tp, par_.tp_host}, std::pair{ShardGroup::ep, par_.ep_host}}) {
+    std::vector<float>& s = split[static_cast<size_t>(grp)];
+    if (c && c->size() > 1 && L > 0)
+      c->all_reduce(Tensor(s.data(), DType::f32, k::Device::cpu(), {static_cast<int64_t>(L)}),
+                    parallel::ReduceOp::sum);
+    for (size_t l = 0; l < L; ++l) ss[l] += s[l];
+  }
   for (double& v : ss) v = std::sqrt(v);
   return ss;
 }

@@ -152,10 +152,12 @@ class Transformer {
   void next_token_logits(int64_t row, float* host_logits);
 
   // sqrt(sum of squared gradients) of each block's parameters: the Mix-LN depth diagnostic.
+  // Collective over the tp and ep groups when parameters are split (every rank calls it).
   std::vector<double> layer_grad_norms() const;
   // Mix-LN diagnostic (spec section 7.2, T9): d(l, 1) between the input of block l and the input
   // of block l + 1 (for the last block, its output before the final norm), on the last token of
   // each sequence of the last forward, averaged over the batch. In [0, 1]; 0 = parallel.
+  // Context parallel: the last token of this rank's part of each sequence.
   std::vector<double> angular_distances() const;
   // One entry per MoE layer, from the last forward.
   const std::vector<MoeLayerStats>& moe_stats() const { return moe_stats_; }
