@@ -64,7 +64,7 @@ struct ParallelSection {
   std::string backend = "auto";  // device tensors: "nccl", "mpi" (staged), "auto" (nccl on GPUs)
   // Start each block's gradient all-reduce inside the backward. Off by default: on the 2-core
   // test VM, where every core computes and Open MPI progresses only inside MPI calls, it
-  // measured 10-15 % slower steps (README, "Several processes").
+  // measured 7-17 % slower steps (README, "Several processes").
   bool overlap_grad_reduce = false;
 };
 
