@@ -69,10 +69,12 @@ PY
   name=dp1 one --set train.batch_size=16 --metrics-out "$OUT/dp1.jsonl"
   name=dp2 two --set train.batch_size=8 --set parallel.zero=1 --metrics-out "$OUT/dp2.jsonl"
   same "dp2 (mpi, zero1)" dp1 dp2
-  # Tensor parallel (d_ff divisible by 2) and expert parallel (RMoE), 2 ranks sharing the GPU.
+  # Tensor, context (d_ff divisible by 2) and expert parallel (RMoE), 2 ranks sharing the GPU.
   name=tp1 one --set train.batch_size=16 --set model.d_ff=684 --metrics-out "$OUT/tp1.jsonl"
   name=tp2 two --set train.batch_size=16 --set model.d_ff=684 --set parallel.tp=2 --metrics-out "$OUT/tp2.jsonl"
   same "tp2 (mpi)" tp1 tp2
+  name=cp2 two --set train.batch_size=16 --set model.d_ff=684 --set parallel.cp=2 --metrics-out "$OUT/cp2.jsonl"
+  same "cp2 (mpi)" tp1 cp2
   name=ep1 one --config configs/rmoe.toml --set train.batch_size=16 --metrics-out "$OUT/ep1.jsonl"
   name=ep2 two --config configs/rmoe.toml --set train.batch_size=8 --set parallel.ep=2 --metrics-out "$OUT/ep2.jsonl"
   same "RMoE ep2 (mpi)" ep1 ep2
