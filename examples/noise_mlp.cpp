@@ -37,15 +37,18 @@ Task make_task(const NoiseMlpOptions& o) {
     x.resize(static_cast<size_t>(n * o.inputs));
     y.resize(static_cast<size_t>(n));
     for (int i = 0; i < n; ++i) {
-      const double u = k::uniform(s, k::rng_stream(k::RngPurpose::test, stream), static_cast<uint64_t>(i));
+      const double u =
+          k::uniform(s, k::rng_stream(k::RngPurpose::test, stream), static_cast<uint64_t>(i));
       double acc = 0;
       int c = 0;
       while (c < o.classes - 1 && (acc += (c + 1) / total) < u) ++c;
       y[static_cast<size_t>(i)] = c;
       for (int d = 0; d < o.inputs; ++d) {
-        const uint64_t idx = static_cast<uint64_t>(i) * static_cast<uint64_t>(o.inputs) + static_cast<uint64_t>(d);
+        const uint64_t idx =
+            static_cast<uint64_t>(i) * static_cast<uint64_t>(o.inputs) + static_cast<uint64_t>(d);
         x[idx] = centers[static_cast<size_t>(c * o.inputs + d)] +
-                 0.7f * static_cast<float>(k::normal(s, k::rng_stream(k::RngPurpose::test, stream + 1), idx));
+                 0.7f * static_cast<float>(
+                            k::normal(s, k::rng_stream(k::RngPurpose::test, stream + 1), idx));
       }
     }
   };
@@ -82,12 +85,16 @@ NoiseMlpResult run_noise_mlp(const NoiseMlpOptions& o) {
   std::vector<float> theta(n, 0.0f), grad(n, 0.0f);
   std::vector<models::Param> params;  // views for clip_and_noise: id = index in this list
   for (int l = 0; l < L; ++l) {
-    params.push_back({fmt::format("w{}", l), l, true,
+    params.push_back({fmt::format("w{}", l),
+                      l,
+                      true,
                       host(theta.data() + w_off[static_cast<size_t>(l)], {out_dim(l), in_dim(l)}),
                       host(grad.data() + w_off[static_cast<size_t>(l)], {out_dim(l), in_dim(l)}),
                       {},
                       {out_dim(l), in_dim(l)}});
-    params.push_back({fmt::format("b{}", l), l, false,
+    params.push_back({fmt::format("b{}", l),
+                      l,
+                      false,
                       host(theta.data() + b_off[static_cast<size_t>(l)], {out_dim(l)}),
                       host(grad.data() + b_off[static_cast<size_t>(l)], {out_dim(l)}),
                       {},
@@ -95,7 +102,8 @@ NoiseMlpResult run_noise_mlp(const NoiseMlpOptions& o) {
   }
 
   const int maxB = std::max(o.batch, o.test_size);
-  std::vector<std::vector<float>> acts(static_cast<size_t>(L + 1)), dacts(static_cast<size_t>(L + 1));
+  std::vector<std::vector<float>> acts(static_cast<size_t>(L + 1)),
+      dacts(static_cast<size_t>(L + 1));
   for (int l = 0; l <= L; ++l) {
     const int d = l == 0 ? o.inputs : out_dim(l - 1);
     acts[static_cast<size_t>(l)].resize(static_cast<size_t>(maxB * d));
@@ -107,7 +115,8 @@ NoiseMlpResult run_noise_mlp(const NoiseMlpOptions& o) {
   auto forward = [&](int B) {
     for (int l = 0; l < L; ++l) {
       float* out = acts[static_cast<size_t>(l + 1)].data();
-      k::matmul_forward(host(out, {B, out_dim(l)}), host(acts[static_cast<size_t>(l)].data(), {B, in_dim(l)}),
+      k::matmul_forward(host(out, {B, out_dim(l)}),
+                        host(acts[static_cast<size_t>(l)].data(), {B, in_dim(l)}),
                         params[static_cast<size_t>(2 * l)].w);
       const float* b = theta.data() + b_off[static_cast<size_t>(l)];
       for (int i = 0; i < B; ++i)
@@ -125,7 +134,8 @@ NoiseMlpResult run_noise_mlp(const NoiseMlpOptions& o) {
     int right = 0;
     for (int i = 0; i < o.test_size; ++i) {
       const float* row = z + i * o.classes;
-      right += static_cast<int>(std::max_element(row, row + o.classes) - row) == task.y_test[static_cast<size_t>(i)];
+      right += static_cast<int>(std::max_element(row, row + o.classes) - row) ==
+               task.y_test[static_cast<size_t>(i)];
     }
     return static_cast<double>(right) / o.test_size;
   };
@@ -134,7 +144,8 @@ NoiseMlpResult run_noise_mlp(const NoiseMlpOptions& o) {
   {
     std::vector<int> counts(static_cast<size_t>(o.classes));
     for (int32_t y : task.y_train) ++counts[static_cast<size_t>(y)];
-    const int maj = static_cast<int>(std::max_element(counts.begin(), counts.end()) - counts.begin());
+    const int maj =
+        static_cast<int>(std::max_element(counts.begin(), counts.end()) - counts.begin());
     r.majority_accuracy =
         static_cast<double>(std::count(task.y_test.begin(), task.y_test.end(), maj)) / o.test_size;
   }
@@ -148,12 +159,14 @@ NoiseMlpResult run_noise_mlp(const NoiseMlpOptions& o) {
     if (step == o.steps) break;
     std::vector<int32_t> y(static_cast<size_t>(B));
     for (int i = 0; i < B; ++i) {
-      const auto idx = static_cast<size_t>(
-          k::philox(o.seed, k::rng_stream(k::RngPurpose::data_order, 0),
-                    static_cast<uint64_t>(step) * static_cast<uint64_t>(B) + static_cast<uint64_t>(i))[0] %
-          static_cast<uint32_t>(o.train_size));
-      std::copy_n(task.x_train.begin() + static_cast<std::ptrdiff_t>(idx * static_cast<size_t>(o.inputs)), o.inputs,
-                  acts[0].begin() + i * o.inputs);
+      const auto idx =
+          static_cast<size_t>(k::philox(o.seed, k::rng_stream(k::RngPurpose::data_order, 0),
+                                        static_cast<uint64_t>(step) * static_cast<uint64_t>(B) +
+                                            static_cast<uint64_t>(i))[0] %
+                              static_cast<uint32_t>(o.train_size));
+      std::copy_n(
+          task.x_train.begin() + static_cast<std::ptrdiff_t>(idx * static_cast<size_t>(o.inputs)),
+          o.inputs, acts[0].begin() + i * o.inputs);
       y[static_cast<size_t>(i)] = task.y_train[idx];
     }
     forward(B);
@@ -166,7 +179,9 @@ NoiseMlpResult run_noise_mlp(const NoiseMlpOptions& o) {
       double sum = 0;
       for (int c = 0; c < o.classes; ++c) sum += std::exp(static_cast<double>(row[c] - mx));
       for (int c = 0; c < o.classes; ++c)
-        dz[i * o.classes + c] = static_cast<float>(std::exp(static_cast<double>(row[c] - mx)) / sum) / static_cast<float>(B);
+        dz[i * o.classes + c] =
+            static_cast<float>(std::exp(static_cast<double>(row[c] - mx)) / sum) /
+            static_cast<float>(B);
       dz[i * o.classes + y[static_cast<size_t>(i)]] -= 1.0f / static_cast<float>(B);
     }
     std::fill(grad.begin(), grad.end(), 0.0f);
@@ -179,19 +194,21 @@ NoiseMlpResult run_noise_mlp(const NoiseMlpOptions& o) {
       for (int i = 0; i < B; ++i)
         for (int j = 0; j < out_dim(l); ++j) db[j] += d[i * out_dim(l) + j];
       std::fill_n(dacts[static_cast<size_t>(l)].begin(), B * in_dim(l), 0.0f);
-      k::matmul_backward(l > 0 ? host(dacts[static_cast<size_t>(l)].data(), {B, in_dim(l)}) : k::Tensor(),
-                         params[static_cast<size_t>(2 * l)].g, host(d, {B, out_dim(l)}),
-                         host(acts[static_cast<size_t>(l)].data(), {B, in_dim(l)}),
-                         params[static_cast<size_t>(2 * l)].w);
+      k::matmul_backward(
+          l > 0 ? host(dacts[static_cast<size_t>(l)].data(), {B, in_dim(l)}) : k::Tensor(),
+          params[static_cast<size_t>(2 * l)].g, host(d, {B, out_dim(l)}),
+          host(acts[static_cast<size_t>(l)].data(), {B, in_dim(l)}),
+          params[static_cast<size_t>(2 * l)].w);
     }
-    const auto post = trainer::clip_and_noise(params, host(grad.data(), {static_cast<int64_t>(n)}), o.clip,
-                                              noise, step);
+    const auto post = trainer::clip_and_noise(params, host(grad.data(), {static_cast<int64_t>(n)}),
+                                              o.clip, noise, step);
     const float g = static_cast<float>(post.optimizer_grad_scale);
     for (size_t i = 0; i < n; ++i) theta[i] -= static_cast<float>(o.lr) * g * grad[i];
   }
   bool zero = true;
   for (int l = 0; l < L; ++l) {
-    const size_t end = l == L - 1 ? b_off[static_cast<size_t>(l)] : w_off[static_cast<size_t>(l + 1)];
+    const size_t end =
+        l == L - 1 ? b_off[static_cast<size_t>(l)] : w_off[static_cast<size_t>(l + 1)];
     for (size_t i = w_off[static_cast<size_t>(l)]; i < end; ++i) zero = zero && theta[i] == 0.0f;
   }
   r.only_output_bias_nonzero = zero;

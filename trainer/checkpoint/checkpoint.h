@@ -29,7 +29,7 @@
 namespace sparta::checkpoint {
 
 struct SaveInfo {
-  int64_t step = 0;          // optimizer steps completed
+  int64_t step = 0;  // optimizer steps completed
   int64_t tokens_seen = 0;
   uint64_t seed = 0;
   int64_t samples_per_step = 0;  // B * grad_accum * world: the loader cursor is step * this

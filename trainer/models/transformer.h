@@ -93,7 +93,7 @@ class Transformer {
   // Plans and allocates parameters, gradients and activations for micro-batches of B sequences
   // of cfg.seq_len tokens on `device`. Parameters are initialised from `seed` (Philox streams
   // keyed by parameter number, so values are independent of device and layout).
-  // `par`: this rank's tensor- and expert-parallel split (default: the whole model).
+  // `par`: this rank's tensor-, context- and expert-parallel split (default: the whole model).
   Transformer(const ModelConfig& cfg, int batch, kernels::Device device, uint64_t seed,
               const ModelParallel& par = {});
 
@@ -283,15 +283,16 @@ class Transformer {
   Tensor uoe_ones_a_, uoe_ones_m_;
   int64_t uoe_Ta_ = 0, uoe_Tm_ = 0, uoe_Gm_ = 0;  // planned slots (SMHA: max), MLP groups
   Tensor g_u_xs_, g_u_y_, g_u_qkv_, g_u_q_, g_u_k_, g_u_v_, g_u_o_, g_u_att_, g_u_h_, g_u_act_;
-  // Tensor parallel: the input gradient of a split layer is this rank's share, summed over the
-  // tp group (g_tpx_) before it joins dx; the forward's conjugate is tp_sum of the output.
   // Context parallel: [B, H_tp, T/cp, D] (all heads, this rank's tokens) <-> [B, H_tp/cp, T, D]
-  // (this rank's heads, every token), through an all-to-all over the cp group.
+  // (this rank's heads, every token), through an all-to-all over the cp group; positions():
+  // this rank's rows of a position table.
   void cp_to_heads(Tensor dst, Tensor src);
   void cp_to_tokens(Tensor dst, Tensor src);
   Tensor positions(Tensor table) const;
   Tensor cp_q_, cp_k_, cp_v_, cp_send_, cp_recv_;
   std::vector<int64_t> cp_counts_;
+  // Tensor parallel: the input gradient of a split layer is this rank's share, summed over the
+  // tp group (g_tpx_) before it joins dx; the forward's conjugate is tp_sum of the output.
   Tensor tp_dx(Tensor dx);
   void tp_dx_done(Tensor dx);
   void tp_sum(Tensor t);

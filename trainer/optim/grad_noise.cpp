@@ -19,8 +19,8 @@ GradPost clip_and_noise(std::vector<models::Param>& params, k::Tensor flat_grads
                                   noise, step);
 }
 
-void add_param_noise(const models::Param& p, uint32_t i, k::Tensor g, int64_t in_param,
-                     float sigma, uint64_t seed, int64_t step) {
+void add_param_noise(const models::Param& p, uint32_t i, k::Tensor g, int64_t in_param, float sigma,
+                     uint64_t seed, int64_t step) {
   const models::Shard& sh = p.shard;
   const int64_t n = g.numel(), run = sh.parts == 1 ? in_param + n : sh.run_length();
   float* base = static_cast<float*>(g.data);

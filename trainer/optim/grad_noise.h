@@ -19,10 +19,10 @@ struct NoiseParams {
 double noise_sigma(const NoiseParams& p, int64_t step);
 
 struct GradPost {
-  double norm = 0;                   // global L2 norm before clipping
-  double clip_scale = 1;             // min(1, clip / norm)
-  double sigma = 0;                  // noise std added (0 when off)
-  double optimizer_grad_scale = 1;   // what AdamW must still multiply the gradients by
+  double norm = 0;                  // global L2 norm before clipping
+  double clip_scale = 1;            // min(1, clip / norm)
+  double sigma = 0;                 // noise std added (0 when off)
+  double optimizer_grad_scale = 1;  // what AdamW must still multiply the gradients by
 };
 
 // Without noise the clip is not applied here but handed to AdamW (fused, one pass less). With
@@ -34,8 +34,7 @@ GradPost clip_and_noise(std::vector<models::Param>& params, kernels::Tensor flat
 // reduction over the shard groups, trainer.cpp). A sharded parameter's noise is keyed by the
 // full tensor's element index, so each rank adds exactly its elements' one-process noise.
 GradPost clip_and_noise_with_norm(std::vector<models::Param>& params, kernels::Tensor flat_grads,
-                                  double norm, double clip, const NoiseParams& noise,
-                                  int64_t step);
+                                  double norm, double clip, const NoiseParams& noise, int64_t step);
 // Noise of elements [in_param, in_param + g.numel()) of parameter i's local tensor, keyed by
 // their full-tensor indices.
 void add_param_noise(const models::Param& p, uint32_t i, kernels::Tensor g, int64_t in_param,
