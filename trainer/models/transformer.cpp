@@ -725,7 +725,7 @@ void Transformer::moe_backward(const LayerParams& p, const LayerActs& a, Tensor 
     const int64_t R = m.received, C = cfg_.d_model;
     ep_exchange(m, ep_ex_, g_doutp_, C, false);
     k::moe_gather(ep_out_, ep_ex_, m.perm, R);
-    for (const Tensor& t : {g_r_act_, g_r_h_, g_r_x_}) k::zero(t);
+    for (const Tensor& t : {g_r_act_, g_r_h_, g_r_x_}) k::zero(t.rows(0, R));  // rows in use
     k::grouped_matmul_backward(g_r_act_, p.dwout, ep_out_, m.actr, p.wout, m.local_offsets);
     if (cfg_.ffn == FfnType::swiglu)
       k::swiglu_backward(g_r_h_.rows(0, R), g_r_act_.rows(0, R), m.hr.rows(0, R));
