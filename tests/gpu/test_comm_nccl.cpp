@@ -72,6 +72,18 @@ TEST(NcclComm, CollectivesOnDeviceTensors) {
   EXPECT_EQ(c.flight().last_seq(), 8u);
 }
 
+// The bucketed gradient reduction's calls: on NCCL a started all-reduce completes at once.
+TEST(NcclComm, StartedAllReduceCompletesByWaitAll) {
+  Comm& c = *g_nccl;
+  std::vector<float> x(1000, 2.0f);
+  Tensor a = device_copy(x);
+  c.start_all_reduce(a, ReduceOp::avg);
+  c.progress();
+  c.wait_all();
+  EXPECT_EQ(take(a), x);
+  EXPECT_EQ(c.flight().tail(4).find("IN FLIGHT"), std::string::npos);
+}
+
 TEST(NcclComm, HostTensorsAreRefused) {
   std::vector<float> x(3, 1.0f);
   try {
