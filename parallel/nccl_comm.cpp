@@ -55,11 +55,18 @@ class NcclComm final : public Comm {
     check_nccl(ncclCommUserRank(comm_, &rank_), "ncclCommUserRank");
     check_nccl(ncclCommCount(comm_, &size_), "ncclCommCount");
     check_cuda(cudaSetDevice(device_), "cudaSetDevice");
-    check_cuda(cudaStreamCreate(&stream_), "cudaStreamCreate");
+    // A non-blocking stream does not serialise with the legacy default stream that sparta's
+    // kernels run on, so a started all-reduce (a gradient bucket) runs beside the rest of the
+    // backward. Ordering is explicit instead: every collective first waits for the compute
+    // enqueued before it (after_compute), and every wait returns only once the stream is done,
+    // before the caller launches anything that reads the results.
+    check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    check_cuda(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming), "cudaEventCreate");
     MpiRuntime::register_recorder(name_, flight_shared());
   }
   ~NcclComm() override {
     if (barrier_buf_) cudaFree(barrier_buf_);
+    cudaEventDestroy(ready_);
     cudaStreamDestroy(stream_);
     ncclCommDestroy(comm_);
   }
@@ -70,6 +77,7 @@ class NcclComm final : public Comm {
  protected:
   void do_all_reduce(kernels::Tensor t, ReduceOp op) override {
     device_only(t, "all_reduce");
+    after_compute();
     check_nccl(ncclAllReduce(t.data, t.data, nccl_count(t.dtype, t.numel()), nccl_type(t.dtype),
                              op == ReduceOp::avg ? ncclAvg : ncclSum, comm_, stream_),
                "ncclAllReduce");
@@ -79,6 +87,7 @@ class NcclComm final : public Comm {
   void do_reduce_scatter(kernels::Tensor out, kernels::Tensor in, ReduceOp op) override {
     device_only(in, "reduce_scatter");
     device_only(out, "reduce_scatter");
+    after_compute();
     const size_t es = kernels::dtype_size(in.dtype);
     check_nccl(ncclGroupStart(), "ncclGroupStart");
     for (int r = 0; r < size_; ++r) {
@@ -97,6 +106,7 @@ class NcclComm final : public Comm {
   void do_all_gather(kernels::Tensor out, kernels::Tensor in) override {
     device_only(in, "all_gather");
     device_only(out, "all_gather");
+    after_compute();
     const size_t es = kernels::dtype_size(out.dtype);
     check_nccl(ncclGroupStart(), "ncclGroupStart");
     for (int r = 0; r < size_; ++r) {
@@ -116,6 +126,7 @@ class NcclComm final : public Comm {
                        const std::vector<int64_t>& sc) override {
     device_only(in, "all_to_all_v");
     device_only(out, "all_to_all_v");
+    after_compute();
     const int64_t es = static_cast<int64_t>(kernels::dtype_size(in.dtype));
     int64_t so = 0, ro = 0, bytes = 0;
     check_nccl(ncclGroupStart(), "ncclGroupStart");
@@ -139,6 +150,7 @@ class NcclComm final : public Comm {
 
   void do_send(kernels::Tensor t, int peer) override {
     device_only(t, "send");
+    after_compute();
     check_nccl(
         ncclSend(t.data, nccl_count(t.dtype, t.numel()), nccl_type(t.dtype), peer, comm_, stream_),
         "ncclSend");
@@ -147,6 +159,7 @@ class NcclComm final : public Comm {
 
   void do_recv(kernels::Tensor t, int peer) override {
     device_only(t, "recv");
+    after_compute();
     check_nccl(
         ncclRecv(t.data, nccl_count(t.dtype, t.numel()), nccl_type(t.dtype), peer, comm_, stream_),
         "ncclRecv");
@@ -155,6 +168,7 @@ class NcclComm final : public Comm {
 
   void do_broadcast(kernels::Tensor t, int root) override {
     device_only(t, "broadcast");
+    after_compute();
     check_nccl(ncclBroadcast(t.data, t.data, nccl_count(t.dtype, t.numel()), nccl_type(t.dtype),
                              root, comm_, stream_),
                "ncclBroadcast");
@@ -164,9 +178,25 @@ class NcclComm final : public Comm {
   void do_barrier() override {
     // An all-reduce of one float: NCCL has no barrier.
     if (!barrier_buf_) check_cuda(cudaMalloc(&barrier_buf_, sizeof(float)), "cudaMalloc");
+    after_compute();
     check_nccl(ncclAllReduce(barrier_buf_, barrier_buf_, 1, ncclFloat32, ncclSum, comm_, stream_),
                "ncclAllReduce");
     wait(CollKind::barrier, 0);
+  }
+
+  // Gradient buckets: enqueued now, completed by wait_all (the stream is in order, so one wait
+  // covers every started all-reduce).
+  void do_start_all_reduce(kernels::Tensor t, ReduceOp op) override {
+    device_only(t, "all_reduce");
+    after_compute();
+    check_nccl(ncclAllReduce(t.data, t.data, nccl_count(t.dtype, t.numel()), nccl_type(t.dtype),
+                             op == ReduceOp::avg ? ncclAvg : ncclSum, comm_, stream_),
+               "ncclAllReduce");
+    pending_bytes_ += static_cast<int64_t>(t.nbytes());
+  }
+  void do_wait_all() override {
+    wait(CollKind::all_reduce, pending_bytes_);
+    pending_bytes_ = 0;
   }
 
   std::unique_ptr<Comm> do_split(int color, int key, const std::string& name) override {
@@ -181,6 +211,12 @@ class NcclComm final : public Comm {
                  "{} on NCCL communicator '{}' with a host tensor {}: NCCL "
                  "moves device memory only (use the MPI communicator)",
                  op, name_, t.shape_str());
+  }
+
+  // The communicator's stream waits for everything enqueued on the compute stream so far.
+  void after_compute() {
+    check_cuda(cudaEventRecord(ready_, cudaStreamLegacy), "cudaEventRecord");
+    check_cuda(cudaStreamWaitEvent(stream_, ready_, 0), "cudaStreamWaitEvent");
   }
 
   // Polls the stream until the collective is done; failure notices and the timeout as in MPI.
@@ -217,6 +253,8 @@ class NcclComm final : public Comm {
   std::string name_;
   int rank_ = 0, size_ = 1;
   cudaStream_t stream_ = nullptr;
+  cudaEvent_t ready_ = nullptr;
+  int64_t pending_bytes_ = 0;  // started all-reduces not yet waited for
   void* barrier_buf_ = nullptr;
 };
 
