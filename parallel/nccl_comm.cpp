@@ -76,12 +76,8 @@ class NcclComm final : public Comm {
 
  protected:
   void do_all_reduce(kernels::Tensor t, ReduceOp op) override {
-    device_only(t, "all_reduce");
-    after_compute();
-    check_nccl(ncclAllReduce(t.data, t.data, nccl_count(t.dtype, t.numel()), nccl_type(t.dtype),
-                             op == ReduceOp::avg ? ncclAvg : ncclSum, comm_, stream_),
-               "ncclAllReduce");
-    wait(CollKind::all_reduce, static_cast<int64_t>(t.nbytes()));
+    do_start_all_reduce(t, op);
+    do_wait_all();
   }
 
   void do_reduce_scatter(kernels::Tensor out, kernels::Tensor in, ReduceOp op) override {

@@ -307,9 +307,7 @@ double Trainer::grad_norm(const k::Tensor& flat) {
     const auto grp = static_cast<models::ShardGroup>(g);
     const auto [b, e] = model_->group_range(grp);
     double part = e > b ? k::sum_squares(flat.rows(b, e)) : 0.0;
-    parallel::Comm* c = grp == models::ShardGroup::tp   ? tp_comm_.get()
-                        : grp == models::ShardGroup::ep ? ep_comm_.get()
-                                                        : nullptr;
+    parallel::Comm* c = model_->shard_comm(grp);
     if (c && c->size() > 1) {
       scalars_[0] = static_cast<float>(part);
       c->all_reduce(host_scalars(1), parallel::ReduceOp::sum);

@@ -40,9 +40,10 @@ std::vector<bool> ModelConfig::moe_layer_mask() const {
         used = 0;
       }
       if (used == 0 || used != item.size() || l < 0 || l >= n_layers)
-        SPARTA_USAGE_ERROR("moe.layers = \"{}\": '{}' is not a layer index in [0, {}); use \"all\", "
-                           "\"every-other\" or a list like \"0,2,5\"",
-                           moe_layers, item, n_layers);
+        SPARTA_USAGE_ERROR(
+            "moe.layers = \"{}\": '{}' is not a layer index in [0, {}); use \"all\", "
+            "\"every-other\" or a list like \"0,2,5\"",
+            moe_layers, item, n_layers);
       mask[static_cast<size_t>(l)] = true;
     }
   }

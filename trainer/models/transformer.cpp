@@ -903,8 +903,8 @@ std::vector<double> Transformer::layer_grad_norms() const {
       split[static_cast<size_t>(p.shard.group)][static_cast<size_t>(p.layer)] +=
           static_cast<float>(v);
   }
-  for (const auto& [grp, c] :
-       {std::pair{ShardGroup::tp, par_.tp_host}, std::pair{ShardGroup::ep, par_.ep_host}}) {
+  for (const ShardGroup grp : {ShardGroup::tp, ShardGroup::ep}) {
+    parallel::Comm* c = shard_comm(grp);
     std::vector<float>& s = split[static_cast<size_t>(grp)];
     if (c && c->size() > 1 && L > 0)
       c->all_reduce(Tensor(s.data(), DType::f32, k::Device::cpu(), {static_cast<int64_t>(L)}),

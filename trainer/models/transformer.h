@@ -116,6 +116,10 @@ class Transformer {
     return group_range_[static_cast<size_t>(g)];
   }
   const ModelParallel& parallel() const { return par_; }
+  // The host communicator of the ranks that split a group's parameters (none: null).
+  parallel::Comm* shard_comm(ShardGroup g) const {
+    return g == ShardGroup::tp ? par_.tp_host : g == ShardGroup::ep ? par_.ep_host : nullptr;
+  }
   // The full tensor of a (possibly sharded) parameter or optimizer moment `local` (laid out as
   // p.w) into host memory full[numel(full_shape)]. Collective over p's shard group: every rank of
   // it calls this for the same p in the same order.

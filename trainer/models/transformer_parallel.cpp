@@ -22,7 +22,7 @@ void Transformer::gather_full(const Param& p, const Tensor& local, float* full) 
     k::copy(Tensor(full, DType::f32, k::Device::cpu(), {n}), local.view({n}));
     return;
   }
-  parallel::Comm* c = sh.group == ShardGroup::tp ? par_.tp_host : par_.ep_host;
+  parallel::Comm* c = shard_comm(sh.group);
   SPARTA_CHECK(c && c->size() == sh.parts, "gather of {}: no communicator for its {} parts", p.name,
                sh.parts);
   std::vector<float> all(static_cast<size_t>(n * sh.parts));
@@ -60,13 +60,11 @@ void swap01(Tensor out, Tensor in, int64_t A, int64_t Bn) {
 }  // namespace
 
 void Transformer::cp_to_heads(Tensor dst, Tensor src) {
-  const int64_t cp = par_.cp, B = B_, Hc = dst.dim(1), Tl = src.dim(2), D = src.dim(3);
+  const int64_t cp = par_.cp, B = B_, Hc = dst.dim(1);
   const Tensor send = cp_send_.rows(0, src.numel()), recv = cp_recv_.rows(0, src.numel());
   swap01(send, src, B, cp);  // [B, cp(head group), Hc*Tl*D] -> [cp, B, Hc*Tl*D]
   par_.cp_dev->all_to_all_v(recv, cp_counts_, send, cp_counts_);
   swap01(dst, recv, cp, B * Hc);  // [cp(token chunk), B*Hc, Tl*D] -> [B*Hc, cp, Tl*D]
-  (void)Tl;
-  (void)D;
 }
 
 void Transformer::cp_to_tokens(Tensor dst, Tensor src) {

@@ -26,7 +26,7 @@ Tensor fit(Tensor buf, std::initializer_list<int64_t> dims) {
 // Router (rank-only: no gradient, spec 4.1) -> top-k -> slot maps for one UoE block.
 void Transformer::uoe_route(UoeRoute& r, Tensor x, Tensor wg, Tensor cg, int64_t E, bool attn,
                             MoeLayerStats& st) {
-  const int64_t N = x.dim(0), T = cfg_.seq_len, B = B_;
+  const int64_t T = cfg_.seq_len, B = B_;
   const bool paper = cfg_.uoe_mode == "paper";
   k::matmul_forward(r.logits, x, wg);
   k::grouped_bias_forward(r.logits, cg.view({1, E}));
@@ -51,7 +51,6 @@ void Transformer::uoe_route(UoeRoute& r, Tensor x, Tensor wg, Tensor cg, int64_t
   st.load_balance_loss = aux.load_balance;
   st.z_loss = aux.z;
   st.router_entropy = aux.router_entropy;
-  (void)N;
 }
 
 // Selective multi-head attention (spec 4, 9.2): gather each attention expert's slots, project
