@@ -1,7 +1,7 @@
 // sparta-prep: build a data directory (tokenizer + llm.c-format token shards + meta.json) from
 // the built-in corpus or from user text files. See README.md.
-#include "apps/cli.h"
 #include "data/prep.h"
+#include "launch/program.h"
 
 int main(int argc, char** argv) {
   sparta::kernels::select_blas_kernel(argv);
@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
                  "use this SentencePiece .model instead of training one")
       ->check(CLI::ExistingFile);
   app.add_flag("--force", opt.force, "rebuild even if the data directory is complete");
-  return sparta::apps::run_main("sparta-prep", app, argc, argv, [&] {
+  return sparta::launch::run_main("sparta-prep", app, argc, argv, [&] {
     sparta::data::run_prep(opt);
     return 0;
   });

@@ -1,7 +1,7 @@
 // sparta-sample: generate text from a checkpoint. See README.md.
 #include <fmt/core.h>
 
-#include "apps/cli.h"
+#include "launch/program.h"
 #include "trainer/sample.h"
 
 int main(int argc, char** argv) {
@@ -13,10 +13,12 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--prompt", opt.prompt, "text to continue")->capture_default_str();
   app.add_option("--tokens", opt.tokens, "tokens to generate")->capture_default_str();
-  app.add_option("--temperature", opt.temperature, "softmax temperature (0: greedy)")->capture_default_str();
-  app.add_option("--top-k", opt.top_k, "sample among the k likeliest tokens (0: all)")->capture_default_str();
+  app.add_option("--temperature", opt.temperature, "softmax temperature (0: greedy)")
+      ->capture_default_str();
+  app.add_option("--top-k", opt.top_k, "sample among the k likeliest tokens (0: all)")
+      ->capture_default_str();
   app.add_option("--seed", opt.seed, "sampling seed (same seed, same text)")->capture_default_str();
-  return sparta::apps::run_main("sparta-sample", app, argc, argv, [&] {
+  return sparta::launch::run_main("sparta-sample", app, argc, argv, [&] {
     std::string printed;
     sparta::trainer::sample(opt, [&](const std::string& text) {
       // Print what was added; if re-decoding changed earlier text, reprint it on a new line.

@@ -1,7 +1,7 @@
 // sparta-train: train a language model from a TOML config. See README.md.
 #include <fmt/core.h>
 
-#include "apps/cli.h"
+#include "launch/program.h"
 #include "launch/world.h"
 #include "trainer/config.h"
 #include "trainer/trainer.h"
@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
     trainer.run();
     return 0;
   };
-  const int rc = sparta::apps::run_main("sparta-train", app, argc, argv, [&] {
+  const int rc = sparta::launch::run_main("sparta-train", app, argc, argv, [&] {
     try {
       return body();
     } catch (const sparta::Error& e) {

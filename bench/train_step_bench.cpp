@@ -16,10 +16,10 @@
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
-#include "apps/cli.h"
 #include "kernels/blas.h"
 #include "kernels/profile.h"
 #include "kernels/rng.h"
+#include "launch/program.h"
 #include "trainer/config.h"
 #include "trainer/models/transformer.h"
 #include "trainer/optim/adamw.h"
@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_file, "TOML config (default: embedded configs/default.toml)");
   app.add_option("--set", overrides, "override section.key=value");
   app.add_option("--steps", steps, "timed steps (after 2 warm-up steps)")->capture_default_str();
-  return sparta::apps::run_main("train_step_bench", app, argc, argv, [&] {
+  return sparta::launch::run_main("train_step_bench", app, argc, argv, [&] {
     namespace k = sparta::kernels;
     auto cfg = sparta::trainer::load_config(config_file, overrides);
     if (cfg.model.vocab_size == 0) cfg.model.vocab_size = 4096;  // the default tokenizer's size

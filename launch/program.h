@@ -1,5 +1,6 @@
-// Shared main() scaffolding of the sparta programs: BLAS kernel selection, and the mapping of
-// every failure to one message on stderr and a documented exit code:
+// main() scaffolding shared by every sparta program (apps/, bench/, examples/): command-line
+// parsing (each main() first calls kernels::select_blas_kernel, kernels/blas.h), and the
+// mapping of every failure to one message on stderr and a documented exit code:
 //   0 success, 1 internal error, 2 usage or config error, 3 data or file error.
 #pragma once
 
@@ -13,7 +14,7 @@
 #include "kernels/blas.h"
 #include "kernels/check.h"
 
-namespace sparta::apps {
+namespace sparta::launch {
 
 inline int run_main(const char* prog, CLI::App& app, int argc, char** argv,
                     const std::function<int()>& body) {
@@ -38,4 +39,4 @@ inline int run_main(const char* prog, CLI::App& app, int argc, char** argv,
   }
 }
 
-}  // namespace sparta::apps
+}  // namespace sparta::launch
