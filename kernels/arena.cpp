@@ -83,6 +83,29 @@ Tensor Arena::flat_f32() const {
   return Tensor(base_, DType::f32, device_, {static_cast<int64_t>(used_ / 4)});
 }
 
+void ArenaPlan::add(Tensor* dst, DType dtype, std::vector<int64_t> dims, float fill) {
+  requests_.push_back({dst, dtype, std::move(dims), fill});
+}
+
+Arena ArenaPlan::commit(Device device) {
+  Arena measure = Arena::measuring(device);
+  for (const Request& r : requests_) measure.alloc(r.dtype, r.dims);
+  Arena arena(device, measure.used(), name_);
+  std::vector<float> host;
+  for (const Request& r : requests_) {
+    *r.dst = arena.alloc(r.dtype, r.dims);
+    if (r.fill == 0.0f) continue;
+    SPARTA_CHECK(r.dtype == DType::f32, "ArenaPlan: only f32 tensors take a fill value");
+    host.assign(static_cast<size_t>(r.dst->numel()), r.fill);
+    Tensor h = *r.dst;
+    h.device = Device::cpu();
+    h.data = host.data();
+    copy(*r.dst, h);
+  }
+  requests_.clear();
+  return arena;
+}
+
 void* device_malloc(Device d, size_t bytes) {
   if (d.is_cuda()) return cuda::malloc_device(d.index, bytes);
   void* p = std::aligned_alloc(Arena::kAlign, round_up(bytes, Arena::kAlign));

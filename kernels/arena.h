@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/tensor.h"
@@ -49,6 +50,31 @@ class Arena {
   size_t capacity_ = 0;
   size_t used_ = 0;
   bool measuring_ = false;
+};
+
+// A deferred plan of one arena: components ask for their tensors while they are built (the
+// destinations are their own members, which must not move afterwards), then commit() sizes the
+// arena by a measuring pass, allocates it once and points every destination at its tensor, in
+// request order. Lets a composition of modules plan memory in a single construction.
+class ArenaPlan {
+ public:
+  explicit ArenaPlan(std::string name) : name_(std::move(name)) {}
+  // A zero-filled tensor (fill != 0: filled with that value at commit).
+  void add(Tensor* dst, DType dtype, std::vector<int64_t> dims, float fill = 0.0f);
+  void add(Tensor* dst, std::vector<int64_t> dims) { add(dst, DType::f32, std::move(dims)); }
+  // Allocates and fills every destination; afterwards the plan is spent. Returns the arena.
+  Arena commit(Device device);
+  size_t requests() const { return requests_.size(); }
+
+ private:
+  struct Request {
+    Tensor* dst;
+    DType dtype;
+    std::vector<int64_t> dims;
+    float fill;
+  };
+  std::string name_;
+  std::vector<Request> requests_;
 };
 
 // Device memory and transfers. Host<->device copies are synchronous.

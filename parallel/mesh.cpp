@@ -61,7 +61,10 @@ ProcessMesh::ProcessMesh(const MeshLayout& l, int world, const MeshModelLimits& 
         l.order);
   order_str_ = l.order;
 
-  // Model divisibility.
+  validate_model_layout(l, m);
+}
+
+void validate_model_layout(const MeshLayout& l, const MeshModelLimits& m) {
   if (m.n_heads % l.tp != 0)
     SPARTA_USAGE_ERROR(
         "parallel.tp = {} must divide model.n_heads = {} (each rank owns whole "
@@ -97,6 +100,25 @@ ProcessMesh::ProcessMesh(const MeshLayout& l, int world, const MeshModelLimits& 
         "parallel.tp = {} must divide uoe.mlp_experts = {} (UoE experts map onto "
         "tensor-parallel ranks)",
         l.tp, m.uoe_mlp_experts);
+}
+
+void validate_model_support(const MeshLayout& l, const MeshModelLimits& m) {
+  validate_model_layout(l, m);
+  if (l.cp > 1 && m.uoe)
+    SPARTA_USAGE_ERROR(
+        "parallel.cp = {} with uoe.enabled: UoE assigns slots over whole sequences, which context "
+        "parallelism splits; use cp = 1 (tp splits UoE's experts)",
+        l.cp);
+  if (l.tp > 1 && m.moe_experts > 0)
+    SPARTA_USAGE_ERROR(
+        "parallel.tp = {} with moe.experts = {}: MoE layers are split by expert parallelism; use "
+        "parallel.ep (and tp = 1) for MoE and RMoE models",
+        l.tp, m.moe_experts);
+  if (l.zero == 1 && (l.tp > 1 || l.ep > 1))
+    SPARTA_USAGE_ERROR(
+        "parallel.zero = 1 with tp = {} and ep = {}: ZeRO-1 shards the optimizer over data "
+        "parallelism only (set parallel.zero = 0, or tp = ep = 1)",
+        l.tp, l.ep);
 }
 
 int ProcessMesh::coord(int rank, Dim d) const {

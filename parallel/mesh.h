@@ -25,14 +25,25 @@ const char* to_string(Dim d);
 struct MeshLayout {
   int tp = 1, cp = 1, ep = 1, dp = 0;  // dp 0: inferred as world / (tp * cp * ep)
   std::string order = "tp-cp-ep-dp";
+  int zero = 0;  // 1: ZeRO-1 (optimizer state sharded over the data-parallel ranks)
 };
 
 // What the model asks of a layout (checked against it at start).
 struct MeshModelLimits {
   int n_heads = 1, d_ff = 1, vocab_size = 1, seq_len = 1;
   int moe_experts = 0;                            // 0: no MoE
+  bool uoe = false;                               // Union of Experts layers
   int uoe_attn_experts = 0, uoe_mlp_experts = 0;  // 0: no UoE
 };
+
+// The one place a split is checked against a model. A violation is a usage error (exit 2)
+// saying what to change.
+// validate_model_layout: the sizes (every split divides what it splits); ProcessMesh runs it.
+void validate_model_layout(const MeshLayout& layout, const MeshModelLimits& model);
+// validate_model_support: those, plus the combinations sparta does not implement (cp with UoE,
+// tp with MoE, ZeRO-1 with tp or ep); the trainer runs it on its mesh, and a model built with
+// process groups runs it on their sizes.
+void validate_model_support(const MeshLayout& layout, const MeshModelLimits& model);
 
 class ProcessMesh {
  public:

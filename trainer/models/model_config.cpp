@@ -7,6 +7,19 @@
 
 namespace sparta::models {
 
+parallel::MeshModelLimits mesh_limits(const ModelConfig& m) {
+  parallel::MeshModelLimits lim;
+  lim.n_heads = m.n_heads;
+  lim.d_ff = m.d_ff;
+  lim.vocab_size = m.vocab_size;
+  lim.seq_len = m.seq_len;
+  lim.moe_experts = m.moe_experts;
+  lim.uoe = m.uoe;
+  lim.uoe_attn_experts = m.uoe ? m.uoe_attn_experts_or_default() : 0;
+  lim.uoe_mlp_experts = m.uoe ? m.uoe_mlp_experts : 0;
+  return lim;
+}
+
 int ModelConfig::post_ln_layers() const {
   switch (norm_placement) {
     case NormPlacement::pre:

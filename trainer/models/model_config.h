@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "parallel/mesh.h"
+
 namespace sparta::models {
 
 enum class NormType { layernorm, rmsnorm };
@@ -77,6 +79,9 @@ struct ModelConfig {
     return uoe_attn_top_k > 0 ? uoe_attn_top_k : std::max(1, uoe_attn_experts_or_default() / 2);
   }
 };
+
+// What this model asks of a process layout (parallel::validate_model_support).
+parallel::MeshModelLimits mesh_limits(const ModelConfig& cfg);
 
 const char* to_string(NormType v);
 const char* to_string(NormPlacement v);

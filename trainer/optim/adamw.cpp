@@ -56,13 +56,14 @@ void AdamW::step(double lr, double grad_scale, int64_t step, k::Tensor grad_shar
                  s1_);
   // Unsharded, the state and the gradient share the parameter's offsets; sharded, they are
   // offset by the shard start.
-  for_each_in_range(s0_, s1_, [&](size_t i, int64_t in_param, int64_t n, int64_t flat_at) {
-    const models::Param& p = params_[i];
-    hp.weight_decay = p.decay ? static_cast<float>(cfg_.weight_decay) : 0.0f;
-    const int64_t state_at = flat_at - s0_;
-    const k::Tensor g = sharded_ ? span(grad_shard, state_at, n) : span(p.g, in_param, n);
-    k::adamw_update(span(p.w, in_param, n), g, span(m, state_at, n), span(v, state_at, n), hp);
-  });
+  models::for_each_in_range(
+      params_, flat_params_, s0_, s1_, [&](size_t i, int64_t in_param, int64_t n, int64_t flat_at) {
+        const models::Param& p = params_[i];
+        hp.weight_decay = p.decay ? static_cast<float>(cfg_.weight_decay) : 0.0f;
+        const int64_t state_at = flat_at - s0_;
+        const k::Tensor g = sharded_ ? span(grad_shard, state_at, n) : span(p.g, in_param, n);
+        k::adamw_update(span(p.w, in_param, n), g, span(m, state_at, n), span(v, state_at, n), hp);
+      });
 }
 
 void AdamW::prepare_full_state() {

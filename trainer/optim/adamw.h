@@ -14,7 +14,7 @@
 #include "kernels/arena.h"
 #include "kernels/op_types.h"
 #include "parallel/comm.h"
-#include "trainer/models/transformer.h"
+#include "trainer/models/param.h"
 
 namespace sparta::trainer {
 
@@ -44,21 +44,6 @@ class AdamW {
   void gather_full_state(parallel::Comm& dp);
   void prepare_full_state();  // sharded: allocates the full buffers (before a load)
   void scatter_full_state();
-
-  // For each parameter intersecting [b, e) of the flat block: f(param index, first element of
-  // the intersection within the parameter, its length, first element within the flat block).
-  template <class F>
-  void for_each_in_range(int64_t b, int64_t e, F f) const {
-    for (size_t i = 0; i < params_.size(); ++i) {
-      const int64_t o = offset_of(params_[i].w), n = params_[i].w.numel();
-      const int64_t a = std::max(o, b), z = std::min(o + n, e);
-      if (a < z) f(i, a - o, z - a, a);
-    }
-  }
-  int64_t offset_of(const kernels::Tensor& t) const {
-    return (static_cast<char*>(t.data) - static_cast<char*>(flat_params_.data)) /
-           static_cast<int64_t>(sizeof(float));
-  }
 
  private:
   std::vector<models::Param>& params_;

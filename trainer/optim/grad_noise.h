@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "trainer/models/transformer.h"
+#include "trainer/models/param.h"
 
 namespace sparta::trainer {
 
@@ -35,6 +35,14 @@ GradPost clip_and_noise(std::vector<models::Param>& params, kernels::Tensor flat
 // full tensor's element index, so each rank adds exactly its elements' one-process noise.
 GradPost clip_and_noise_with_norm(std::vector<models::Param>& params, kernels::Tensor flat_grads,
                                   double norm, double clip, const NoiseParams& noise, int64_t step);
+// The same on elements [b, e) of the flat gradient only (ZeRO-1: this rank's block), given as
+// `g` (e - b elements): the clip scales g, the noise of each parameter's part of the range is
+// keyed by its full-tensor indices, so the blocks of all ranks together get exactly the
+// single-process noise. `flat_params`: the parameter block whose layout g follows.
+GradPost clip_and_noise_range(const std::vector<models::Param>& params,
+                              const kernels::Tensor& flat_params, kernels::Tensor g, int64_t b,
+                              int64_t e, double norm, double clip, const NoiseParams& noise,
+                              int64_t step);
 // Noise of elements [in_param, in_param + g.numel()) of parameter i's local tensor, keyed by
 // their full-tensor indices.
 void add_param_noise(const models::Param& p, uint32_t i, kernels::Tensor g, int64_t in_param,
