@@ -8,6 +8,7 @@
 #include "kernels/ops.h"
 #include "kernels/rng.h"
 #include "tests/common/device_util.h"
+#include "tests/common/model_util.h"
 #include "trainer/models/transformer.h"
 #include "trainer/optim/adamw.h"
 
@@ -17,15 +18,6 @@ namespace {
 namespace k = sparta::kernels;
 using models::ModelConfig;
 using models::NormPlacement;
-
-std::vector<double> host_copy(const k::Tensor& t) {
-  std::vector<float> h(static_cast<size_t>(t.numel()));
-  k::Tensor ht = t;
-  ht.device = k::Device::cpu();
-  ht.data = h.data();
-  k::copy(ht, t);
-  return {h.begin(), h.end()};
-}
 
 TEST(CudaModel, LossAndGradientsMatchTheCpuModel) {
   SPARTA_REQUIRE_GPU();

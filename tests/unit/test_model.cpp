@@ -7,6 +7,7 @@
 
 #include "kernels/ops.h"
 #include "kernels/rng.h"
+#include "tests/common/model_util.h"
 #include "tests/common/test_util.h"
 #include "trainer/models/transformer.h"
 
@@ -19,27 +20,7 @@ using models::NormPlacement;
 using models::Transformer;
 
 ModelConfig tiny_config() {
-  ModelConfig c;
-  c.n_layers = 3;
-  c.d_model = 16;
-  c.n_heads = 2;
-  c.d_ff = 24;
-  c.vocab_size = 23;
-  c.seq_len = 8;
-  c.init_std = 0.3f;  // large enough that every path carries gradient in a 3-layer toy
-  c.embed_init_std = 0.5f;
-  return c;
-}
-
-void random_batch(Transformer& m, uint64_t stream) {
-  const auto& c = m.config();
-  const size_t n = static_cast<size_t>(m.batch()) * static_cast<size_t>(c.seq_len);
-  std::vector<int32_t> tok(n), tgt(n);
-  for (size_t i = 0; i < n; ++i) {
-    tok[i] = static_cast<int32_t>(k::philox(7, stream, i)[0] % static_cast<uint32_t>(c.vocab_size));
-    tgt[i] = static_cast<int32_t>(k::philox(7, stream, i)[1] % static_cast<uint32_t>(c.vocab_size));
-  }
-  m.set_batch(tok.data(), tgt.data());
+  return toy_model_config();
 }
 
 std::vector<float> to_vec(const k::Tensor& t) {

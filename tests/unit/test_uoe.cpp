@@ -17,6 +17,7 @@
 #include "kernels/moe.h"
 #include "kernels/ops.h"
 #include "kernels/uoe.h"
+#include "tests/common/model_util.h"
 #include "tests/common/reference_ops.h"
 #include "tests/common/test_util.h"
 #include "trainer/models/transformer.h"
@@ -392,21 +393,7 @@ TEST(UoeAttention, SubsetAttentionIsMaskedDenseAttention) {
 // ---- model level -------------------------------------------------------------------------------
 
 ModelConfig uoe_config() {
-  ModelConfig c;
-  c.n_layers = 2;
-  c.d_model = 16;
-  c.n_heads = 4;
-  c.d_ff = 24;
-  c.vocab_size = 29;
-  c.seq_len = 8;
-  c.norm_placement = models::NormPlacement::mix;
-  c.mixln_post_layers = 1;
-  c.init_std = 0.3f;
-  c.embed_init_std = 0.5f;
-  c.uoe = true;
-  c.uoe_attn_experts = 2;  // two heads per expert
-  c.uoe_mlp_experts = 4;
-  return c;
+  return toy_uoe_config();
 }
 
 // Every expert for every token with T = L: the UoE layers must equal the dense ones.
