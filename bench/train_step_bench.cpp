@@ -31,40 +31,6 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// FMA throughput with 16 independent accumulator chains per thread (enough to cover latency).
-double fma_peak_gflops() {
-  const long iters = 20000000;
-  double flops = 0;
-  const auto t0 = Clock::now();
-#pragma omp parallel reduction(+ : flops)
-  {
-#if defined(__AVX512F__)
-    __m512 acc[16];
-    for (auto& a : acc) a = _mm512_set1_ps(0.0f);
-    const __m512 x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(0.001f);
-    for (long i = 0; i < iters / 16; ++i)
-      for (auto& a : acc) a = _mm512_fmadd_ps(a, x, y);
-    float sink[16];
-    __m512 s = acc[0];
-    for (int j = 1; j < 16; ++j) s = _mm512_add_ps(s, acc[j]);
-    _mm512_storeu_ps(sink, s);
-    flops += 2.0 * 16 * static_cast<double>(iters / 16) * 16 + (sink[0] == 12345.f ? 1 : 0);
-#else
-    __m256 acc[16];
-    for (auto& a : acc) a = _mm256_set1_ps(0.0f);
-    const __m256 x = _mm256_set1_ps(0.999f), y = _mm256_set1_ps(0.001f);
-    for (long i = 0; i < iters / 16; ++i)
-      for (auto& a : acc) a = _mm256_fmadd_ps(a, x, y);
-    float sink[8];
-    __m256 s = acc[0];
-    for (int j = 1; j < 16; ++j) s = _mm256_add_ps(s, acc[j]);
-    _mm256_storeu_ps(sink, s);
-    flops += 2.0 * 8 * static_cast<double>(iters / 16) * 16 + (sink[0] == 12345.f ? 1 : 0);
-#endif
-  }
-  return flops / seconds_since(t0) / 1e9;
-}
-
 double sgemm_gflops(int M, int N, int K, int reps) {
   std::vector<float> a(static_cast<size_t>(M) * K, 0.5f), b(static_cast<size_t>(N) * K, 0.25f),
       c(static_cast<size_t>(M) * N);
@@ -99,7 +65,7 @@ int main(int argc, char** argv) {
 
     fmt::print("{}\nthreads: OpenMP {}, OpenBLAS {}\n", k::blas_info(), omp_get_max_threads(),
                openblas_get_num_threads());
-    const double peak = fma_peak_gflops();
+    const double peak = k::profile::fma_peak_flops() / 1e9;
     const double gemm_sq = sgemm_gflops(1024, 1024, 1024, 10);
     const double gemm_ffn = sgemm_gflops(static_cast<int>(N), static_cast<int>(FC), m.d_model, 10);
 

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "kernels/op_types.h"
 
@@ -20,6 +21,14 @@ void free_pinned(void* p);
 void copy_bytes(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes);
 void zero_bytes(void* p, size_t bytes);
 void synchronize();
+// What monitoring reports about a device: "GPU-<uuid>", bytes in use (total - free), and an
+// estimate of the fp32 FMA peak (SMs x 128 lanes x 2 FLOPs x clock).
+struct DeviceInfo {
+  std::string uuid;
+  double peak_fp32_flops = 0;
+};
+DeviceInfo device_info(int device);
+size_t device_memory_used(int device);
 
 #ifdef SPARTA_HAVE_CUDA
 #include "kernels/backend_ops.inc"

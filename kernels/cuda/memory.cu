@@ -1,3 +1,5 @@
+#include <cstdio>
+
 #include "kernels/cuda/common.cuh"
 
 namespace sparta::kernels::cuda {
@@ -56,6 +58,31 @@ void* scratch(size_t bytes) {
     cap = bytes;
   }
   return buf;
+}
+
+DeviceInfo device_info(int device) {
+  cudaDeviceProp prop{};
+  SPARTA_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  int clock_khz = 0;
+  SPARTA_CUDA_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, device));
+  DeviceInfo info;
+  char hex[40];
+  const auto* b = reinterpret_cast<const unsigned char*>(prop.uuid.bytes);
+  std::snprintf(hex, sizeof hex,
+                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+                b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+                b[15]);
+  info.uuid = std::string("GPU-") + hex;
+  info.peak_fp32_flops = static_cast<double>(prop.multiProcessorCount) * 128.0 * 2.0 *
+                         static_cast<double>(clock_khz) * 1e3;
+  return info;
+}
+
+size_t device_memory_used(int device) {
+  SPARTA_CUDA_CHECK(cudaSetDevice(device));
+  size_t free_b = 0, total = 0;
+  SPARTA_CUDA_CHECK(cudaMemGetInfo(&free_b, &total));
+  return total - free_b;
 }
 
 }  // namespace sparta::kernels::cuda

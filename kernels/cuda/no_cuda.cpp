@@ -26,5 +26,11 @@ void zero_bytes(void*, size_t) {
   throw Error(ErrorKind::usage, kMsg);
 }
 void synchronize() {}
+DeviceInfo device_info(int) {
+  throw Error(ErrorKind::usage, kMsg);
+}
+size_t device_memory_used(int) {
+  return 0;
+}
 
 }  // namespace sparta::kernels::cuda
