@@ -20,7 +20,7 @@ void add_gemm(double seconds, double flops);
 
 // The FMA throughput of every OpenMP thread together (FLOP/s): 16 independent accumulator chains
 // per thread with the widest vectors the CPU has (AVX-512, else AVX2 + FMA, else scalar).
-// About 0.1 s. The "peak" of monitoring's MFU on CPUs and of bench/train_step_bench.
+// About 0.1-0.2 s. The "peak" of monitoring's MFU on CPUs and of bench/train_step_bench.
 double fma_peak_flops();
 
 }  // namespace sparta::kernels::profile
