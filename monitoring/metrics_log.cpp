@@ -47,6 +47,7 @@ void MetricsLog::write(const TrainRecord& r) {
                          {"calls", c.calls},
                          {"bytes", c.bytes},
                          {"seconds", c.seconds}});
+  for (const auto& [phase, sec] : r.phase_seconds) j["phase_seconds"][phase] = sec;
   std::fputs((j.dump() + "\n").c_str(), f_);
   std::fflush(f_);
 }

@@ -34,6 +34,8 @@ struct TrainRecord {
   std::vector<double> angular_distances;  // optional, per block: d(l, 1) (Mix-LN diagnostic)
   std::vector<MoeRecord> moe;             // per MoE layer (written when not empty)
   std::vector<CommRecord> comm;           // per communicator and kind used (multi-rank runs)
+  // Mean seconds per step of each phase since the last record (name, seconds).
+  std::vector<std::pair<std::string, double>> phase_seconds;
 };
 
 struct EvalRecord {

@@ -73,4 +73,12 @@ std::vector<const Comm*> ProcessGroups::comms() const {
   return out;
 }
 
+double ProcessGroups::collective_seconds() const {
+  double s = 0;
+  for (const auto* list : {&host_, &dev_})
+    for (const auto& c : *list)
+      for (size_t k = 0; k < kCollKinds; ++k) s += c->stats(static_cast<CollKind>(k)).seconds;
+  return s;
+}
+
 }  // namespace sparta::parallel

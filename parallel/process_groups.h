@@ -58,6 +58,8 @@ class ProcessGroups {
 
   // Every communicator of more than one rank, host ones first (their counters and recorders).
   std::vector<const Comm*> comms() const;
+  // Seconds spent inside collectives so far, over every communicator (allocates nothing).
+  double collective_seconds() const;
 
  private:
   std::vector<std::unique_ptr<Comm>> host_, dev_;

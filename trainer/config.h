@@ -68,6 +68,19 @@ struct ParallelSection {
   bool overlap_grad_reduce = false;
 };
 
+// Live monitoring ([monitoring], README "Watching a run"): a Prometheus /metrics endpoint on
+// every rank and the file_sd target list rank 0 writes into the run directory.
+struct MonitoringSection {
+  bool prometheus = false;
+  std::string bind = "127.0.0.1";  // address the endpoints listen on
+  int64_t port = 0;                // 0: an ephemeral port; else port + local rank
+  std::string job = "";            // the job label of the targets ("": the run directory's name)
+  std::string targets_dir = "";    // also write <targets_dir>/<job>.json ("": <run-dir>/..
+                                   // /prometheus_targets; "none": only the run directory's)
+  double peak_flops = 0;           // FLOP/s of one rank's device for MFU (0: measured / estimated)
+  int64_t expert_series = 1024;    // above this many (layer, expert) series: top and bottom K
+};
+
 struct Config {
   models::ModelConfig model;
   ParallelSection parallel;
@@ -76,6 +89,7 @@ struct Config {
   DataSection data;
   CheckpointSection checkpoint;
   NoiseSection noise;
+  MonitoringSection monitoring;
   std::string moe_router_dtype = "fp32";  // [moe] router_dtype: the router is always fp32
 };
 

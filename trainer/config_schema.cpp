@@ -207,6 +207,24 @@ std::vector<Key> build_schema() {
   add_real("noise", "gamma", REF(noise.gamma), 0.0, 10.0,
            "annealing exponent: sigma_t^2 = eta / (1+t)^gamma");
   add_int("noise", "seed", REF(noise.seed), -1, 9.0e18, "noise seed (-1: train.seed)");
+  add_bool("monitoring", "prometheus", REF(monitoring.prometheus),
+           "serve Prometheus metrics on every rank (/metrics) and write the file_sd target list "
+           "<run-dir>/prometheus_targets.json");
+  add_string("monitoring", "bind", REF(monitoring.bind),
+             "address the metrics endpoints listen on (127.0.0.1: this machine only; 0.0.0.0: "
+             "every interface)");
+  add_int("monitoring", "port", REF(monitoring.port), 0, 65535,
+          "metrics port of local rank 0, the others' port + local rank (0: ephemeral ports)");
+  add_string("monitoring", "job", REF(monitoring.job),
+             "the targets' job label (\"\": the run directory's name)");
+  add_string("monitoring", "targets_dir", REF(monitoring.targets_dir),
+             "also write the target list to <targets_dir>/<job>.json, one folder for every run's "
+             "(\"\": prometheus_targets/ beside the run directory; \"none\": not)");
+  add_real("monitoring", "peak_flops", REF(monitoring.peak_flops), 0.0, 1e18,
+           "peak FLOP/s of one rank's device, for MFU (0: measured on CPUs, estimated on GPUs)");
+  add_int("monitoring", "expert_series", REF(monitoring.expert_series), 1, 1000000,
+          "most per-expert token series one rank exports; above it, each layer's top and bottom "
+          "experts only (flagged by sparta_expert_series_capped)");
 #undef REF
   return keys;
 }

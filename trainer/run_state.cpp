@@ -44,7 +44,8 @@ int64_t Trainer::resume_if_asked() {
   return m.step;
 }
 
-void Trainer::save_checkpoint(int64_t done, double tokens_per_step, RunSummary& sum) {
+void Trainer::save_checkpoint(int64_t done, double tokens_per_step, RunSummary& sum,
+                              size_t reason) {
   checkpoint::SaveInfo info;
   info.step = done;
   info.tokens_seen = static_cast<int64_t>(tokens_per_step) * done;
@@ -66,6 +67,7 @@ void Trainer::save_checkpoint(int64_t done, double tokens_per_step, RunSummary& 
     saved = checkpoint::save(checkpoint_dir(), info, *model_, *optim_,
                              static_cast<int>(cfg_.checkpoint.keep_last), world_.rank == 0);
   groups_->world.host->barrier();  // nobody runs ahead (or resumes) before the save is complete
+  if (monitor_) monitor_->after_checkpoint(saved.seconds, reason);
   sum.last_checkpoint = saved.path;
   sum.checkpoint_seconds += saved.seconds;
   sum.checkpoint_bytes = saved.bytes;

@@ -87,6 +87,15 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
   }
   metrics_ =
       std::make_unique<monitoring::MetricsLog>(metrics_path, /*append=*/!opt_.resume.empty());
+  if (cfg_.monitoring.prometheus) {
+    monitor_ =
+        std::make_unique<RunMonitor>(cfg_, world_, *groups_, *mesh_, *model_, device, opt_.run_dir);
+    say(fmt::format(
+        "monitoring: rank 0 metrics at http://{}/metrics{}", monitor_->endpoint(),
+        monitor_->targets_file().empty()
+            ? ""
+            : ", every rank's in " + monitor_->targets_file() + " (Prometheus file_sd)"));
+  }
   say(
       fmt::format("sparta-train: {} parameters ({:.1f} MB), activations {:.1f} MB, device {}, "
                   "{} Post-LN + {} Pre-LN layers",
@@ -99,8 +108,10 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
       val_data_->num_tokens(), val_bytes_per_token_));
 }
 
-// The gradient sync waits for its in-flight reductions before the model's memory goes.
+// The gradient sync waits for its in-flight reductions before the model's memory goes; the
+// endpoint stops before the metrics it serves.
 Trainer::~Trainer() {
+  monitor_.reset();
   sync_.reset();
 }
 
@@ -131,30 +142,51 @@ void Trainer::say(const std::string& line) const {
 }
 
 StepResult Trainer::step(int64_t step) {
+  using mon = monitoring::Phase;
   StepResult r;
   const int accum = static_cast<int>(cfg_.train.grad_accum);
+  auto& ph = r.phases;
+  // Each phase's wall time; the part spent inside collectives goes to comm_wait instead.
+  const auto t_step = Clock::now();
+  const double comm_step = groups_->collective_seconds();
+  auto timed = [&](monitoring::Phase p, auto&& f) {
+    const auto t0 = Clock::now();
+    const double c0 = groups_->collective_seconds();
+    f();
+    const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+    ph[static_cast<size_t>(p)] += wall - (groups_->collective_seconds() - c0);
+  };
   model_->zero_grads();
   double loss = 0;
   for (int micro = 0; micro < accum; ++micro) {
-    train_loader_->train_batch(step, micro, accum, tokens_.data(), targets_.data());
-    model_->set_batch(tokens_.data(), targets_.data());
-    loss += model_->forward_backward(1.0f / static_cast<float>(accum),
-                                     sync_->backward_hook(micro == accum - 1));
+    const float scale = 1.0f / static_cast<float>(accum);
+    timed(mon::data, [&] {
+      train_loader_->train_batch(step, micro, accum, tokens_.data(), targets_.data());
+      model_->set_batch(tokens_.data(), targets_.data());
+    });
+    timed(mon::forward, [&] { loss += model_->forward_train(scale); });
+    timed(mon::backward,
+          [&] { model_->backward(scale, sync_->backward_hook(micro == accum - 1)); });
+    if (monitor_) monitor_->after_micro_batch(*model_);
   }
   fault_.at_step(step);
-  r.loss = loss / accum;
-  if (groups_->dp.size() > 1) {  // the reported loss is the mean over the data-parallel ranks
-    scalars_[0] = static_cast<float>(r.loss);
-    groups_->dp.host->all_reduce(host_scalars(1), parallel::ReduceOp::avg);
-    r.loss = scalars_[0];
-  }
-  r.lr = lr_at(step, cfg_.train.steps, cfg_.optim.lr, cfg_.optim.warmup_steps,
-               cfg_.optim.min_lr_ratio);
-  const GradSync::Reduced g = sync_->reduce(step);
-  r.grad_norm = g.post.norm;
-  r.noise_sigma = g.post.sigma;
-  optim_->step(r.lr, g.post.optimizer_grad_scale, step + 1, g.grad);
-  sync_->gather_params();
+  timed(mon::optimizer, [&] {
+    r.loss = loss / accum;
+    if (groups_->dp.size() > 1) {  // the reported loss is the mean over the data-parallel ranks
+      scalars_[0] = static_cast<float>(r.loss);
+      groups_->dp.host->all_reduce(host_scalars(1), parallel::ReduceOp::avg);
+      r.loss = scalars_[0];
+    }
+    r.lr = lr_at(step, cfg_.train.steps, cfg_.optim.lr, cfg_.optim.warmup_steps,
+                 cfg_.optim.min_lr_ratio);
+    const GradSync::Reduced g = sync_->reduce(step);
+    r.grad_norm = g.post.norm;
+    r.noise_sigma = g.post.sigma;
+    optim_->step(r.lr, g.post.optimizer_grad_scale, step + 1, g.grad);
+    sync_->gather_params();
+  });
+  ph[static_cast<size_t>(mon::comm_wait)] = groups_->collective_seconds() - comm_step;
+  r.seconds = std::chrono::duration<double>(Clock::now() - t_step).count();
   return r;
 }
 
@@ -182,6 +214,7 @@ RunSummary Trainer::run() {
   const auto t0 = Clock::now();
   double window_ms = 0;
   int64_t window_steps = 0;
+  std::array<double, monitoring::kPhases> window_phases{};
   sum.losses.reserve(static_cast<size_t>(steps - start));
   int64_t s = start;
   for (; s < steps; ++s) {
@@ -189,6 +222,7 @@ RunSummary Trainer::run() {
     const StepResult r = step(s);
     window_ms += std::chrono::duration<double, std::milli>(Clock::now() - ts).count();
     ++window_steps;
+    for (size_t p = 0; p < monitoring::kPhases; ++p) window_phases[p] += r.phases[p];
     if (!std::isfinite(r.loss))
       throw Error(
           ErrorKind::internal,
@@ -196,13 +230,23 @@ RunSummary Trainer::run() {
     sum.losses.push_back(r.loss);
     const int64_t done = s + 1;
     const bool last = done == steps, stop = done == stop_at;
+    if (monitor_)
+      monitor_->after_step(*model_, done, r.loss, r.lr, r.grad_norm, r.noise_sigma, r.seconds,
+                           r.phases);
     if (done % cfg_.train.log_every == 0 || last) {
-      log_step(done, r, window_ms / static_cast<double>(window_steps), tokens_per_step);
+      for (double& p : window_phases) p /= static_cast<double>(window_steps);
+      log_step(done, r, window_ms / static_cast<double>(window_steps), tokens_per_step,
+               window_phases);
       window_ms = 0;
       window_steps = 0;
+      window_phases = {};
     }
     if ((cfg_.train.eval_every > 0 && done % cfg_.train.eval_every == 0) || last) {
+      const auto te = Clock::now();
       const EvalResult e = evaluate();
+      if (monitor_)
+        monitor_->after_eval(e.loss, e.bpb,
+                             std::chrono::duration<double>(Clock::now() - te).count());
       metrics_->write(monitoring::EvalRecord{done, e.loss, e.bpb});
       say(fmt::format("eval  step {} | val loss {:.4f} | {:.3f} bits/byte | {} tokens", done,
                       e.loss, e.bpb, e.tokens));
@@ -210,7 +254,8 @@ RunSummary Trainer::run() {
       sum.final_val_bpb = e.bpb;
     }
     const bool every = cfg_.checkpoint.every_steps > 0 && done % cfg_.checkpoint.every_steps == 0;
-    if (!ckpt_dir.empty() && (every || last || stop)) save_checkpoint(done, tokens_per_step, sum);
+    if (!ckpt_dir.empty() && (every || last || stop))
+      save_checkpoint(done, tokens_per_step, sum, stop ? 2 : last ? 1 : 0);
     if (stop) {
       say(fmt::format(
           "stopped after step {} as asked (--stop-at-step); continue with --resume auto", done));
@@ -237,7 +282,8 @@ RunSummary Trainer::run() {
   return sum;
 }
 
-void Trainer::log_step(int64_t done, const StepResult& r, double step_ms, double tokens_per_step) {
+void Trainer::log_step(int64_t done, const StepResult& r, double step_ms, double tokens_per_step,
+                       const std::array<double, monitoring::kPhases>& window_phases) {
   monitoring::TrainRecord rec;
   rec.step = done;
   rec.loss = r.loss;
@@ -246,6 +292,12 @@ void Trainer::log_step(int64_t done, const StepResult& r, double step_ms, double
   rec.step_ms = step_ms;
   rec.tokens_per_s = tokens_per_step / (rec.step_ms / 1000.0);
   rec.layer_grad_norms = model_->layer_grad_norms();
+  if (monitor_) monitor_->after_log(rec.layer_grad_norms);
+  for (size_t p = 0; p < monitoring::kPhases; ++p)
+    if (p != static_cast<size_t>(monitoring::Phase::checkpoint) &&
+        p != static_cast<size_t>(monitoring::Phase::eval))
+      rec.phase_seconds.emplace_back(monitoring::to_string(static_cast<monitoring::Phase>(p)),
+                                     window_phases[p]);
   rec.noise_sigma = r.noise_sigma;
   rec.angular_distances = model_->angular_distances();
   for (const auto& st : model_->moe_stats())

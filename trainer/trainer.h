@@ -4,6 +4,7 @@
 // docs/architecture.md follows one batch through these pieces.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "trainer/grad_sync.h"
 #include "trainer/models/transformer.h"
 #include "trainer/optim/adamw.h"
+#include "trainer/run_monitor.h"
 
 namespace sparta::trainer {
 
@@ -31,6 +33,10 @@ struct RunOptions {
 
 struct StepResult {
   double loss = 0, grad_norm = 0, lr = 0, noise_sigma = 0;
+  double seconds = 0;  // wall time
+  // Where it went (monitoring::Phase order): data, forward, backward, optimizer (compute, the
+  // time inside collectives excluded) and comm_wait (inside collectives).
+  std::array<double, monitoring::kPhases> phases{};
 };
 
 struct EvalResult {
@@ -62,6 +68,7 @@ class Trainer {
   RunSummary run();
 
   models::Transformer& model() { return *model_; }
+  RunMonitor* monitor() { return monitor_.get(); }  // null unless monitoring.prometheus
   const Config& config() const { return cfg_; }
   // Cross-entropy of the validation tokens under the training split's unigram distribution
   // (add-one smoothing): the loss of a model that ignores context.
@@ -71,8 +78,9 @@ class Trainer {
   void say(const std::string& line) const;
   kernels::Device choose_device() const;
   void open_data(int vocab_size);
-  void log_step(int64_t done, const StepResult& r, double step_ms, double tokens_per_step);
-  void save_checkpoint(int64_t done, double tokens_per_step, RunSummary& sum);
+  void log_step(int64_t done, const StepResult& r, double step_ms, double tokens_per_step,
+                const std::array<double, monitoring::kPhases>& window_phases);
+  void save_checkpoint(int64_t done, double tokens_per_step, RunSummary& sum, size_t reason);
   std::string checkpoint_dir() const;
   int64_t resume_if_asked();
   std::vector<monitoring::CommRecord> comm_records() const;
@@ -91,6 +99,7 @@ class Trainer {
   std::unique_ptr<GradSync> sync_;
   std::unique_ptr<AdamW> optim_;
   std::unique_ptr<monitoring::MetricsLog> metrics_;
+  std::unique_ptr<RunMonitor> monitor_;    // [monitoring] prometheus = true
   std::vector<int32_t> tokens_, targets_;  // host staging of one micro-batch (whole sequences)
   std::vector<float> scalars_;             // host scalars for small all-reduces (loss, eval sums)
 };

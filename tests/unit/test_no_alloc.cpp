@@ -93,6 +93,10 @@ TEST(NoAlloc, TrainingStepMakesNoHeapAllocation) {
       {"moe.experts=4", "moe.capacity_factor=1.0"},
       {"moe.experts=4", "moe.router=gru", "model.n_layers=3", "moe.layers=0,2"},
       {"uoe.enabled=true"},  // clean mode; paper mode sorts in host vectors (allocates)
+#ifdef SPARTA_HAVE_PROMETHEUS
+      // Live metrics on: the per-micro-batch router counts and the per-step publishing.
+      {"monitoring.prometheus=true", "moe.experts=4"},
+#endif
       // The default model's shapes (batch 4): GEMMs large enough for OpenBLAS's threaded path.
       {"model.n_layers=6", "model.d_model=256", "model.n_heads=4", "model.d_ff=683",
        "model.seq_len=128", "model.mixln_post_layers=2"}};
@@ -103,7 +107,12 @@ TEST(NoAlloc, TrainingStepMakesNoHeapAllocation) {
     g_allocs = 0;
     g_blas_allocs = 0;
     g_counting = true;
-    for (int64_t s = 1; s < 4; ++s) t.step(s);
+    for (int64_t s = 1; s < 4; ++s) {
+      const trainer::StepResult r = t.step(s);
+      if (t.monitor())
+        t.monitor()->after_step(t.model(), s + 1, r.loss, r.lr, r.grad_norm, r.noise_sigma,
+                                r.seconds, r.phases);
+    }
     g_counting = false;
     EXPECT_EQ(g_allocs.load(), 0) << accum;
     std::printf("%-22s sparta allocations %ld, OpenBLAS threaded-GEMM allocations %ld (3 steps)\n",

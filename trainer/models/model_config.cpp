@@ -20,6 +20,35 @@ parallel::MeshModelLimits mesh_limits(const ModelConfig& m) {
   return lim;
 }
 
+double train_flops_per_token(const ModelConfig& m) {
+  const double C = m.d_model, F = m.d_ff, T = m.seq_len, V = m.vocab_size;
+  const double FC = m.ffn == FfnType::swiglu ? 2 * F : F;
+  const std::vector<bool> moe = m.moe_layer_mask();
+  double trained = V * C, frozen = 0, attn_width = 0;  // MACs per token; attention width
+  for (int l = 0; l < m.n_layers; ++l) {
+    if (m.uoe) {
+      const double Ea = m.uoe_attn_experts_or_default(), ka = m.uoe_attn_top_k_or_default();
+      const double Em = m.uoe_mlp_experts, km = m.uoe_mlp_top_k, Fm = F / Em;
+      const double FCm = m.ffn == FfnType::swiglu ? 2 * Fm : Fm, Wa = C / Ea;
+      trained += ka * 4 * Wa * C + km * (FCm * C + C * Fm);
+      frozen += (Ea + Em) * C;
+      attn_width += ka * Wa;
+    } else if (moe[static_cast<size_t>(l)]) {
+      const double E = m.moe_experts, K = m.moe_top_k, Fe = m.expert_ffn(), P = m.moe_gru_dim;
+      const double FCe = m.ffn == FfnType::swiglu ? 2 * Fe : Fe;
+      trained += 4 * C * C + K * (FCe * C + C * Fe);
+      trained += m.moe_router == "gru" ? P * C + 6 * P * P + E * P : E * C;
+      attn_width += C;
+    } else {
+      trained += 4 * C * C + FC * C + C * F;
+      attn_width += C;
+    }
+  }
+  // Causal attention: QK^T and PV, 2 multiply-adds per (query, key, width) pair.
+  const double attention = 2 * attn_width * (T + 1) / 2;
+  return 3 * 2 * (trained + attention) + 2 * frozen;
+}
+
 int ModelConfig::post_ln_layers() const {
   switch (norm_placement) {
     case NormPlacement::pre:

@@ -80,6 +80,11 @@ struct ModelConfig {
   }
 };
 
+// Model FLOPs of one training token (forward + backward: 3 x 2 FLOPs per multiply-add of every
+// weight the token meets, frozen UoE routers forward only, plus causal attention over an average
+// (T + 1) / 2 positions): the numerator of MFU.
+double train_flops_per_token(const ModelConfig& cfg);
+
 // What this model asks of a process layout (parallel::validate_model_support).
 parallel::MeshModelLimits mesh_limits(const ModelConfig& cfg);
 

@@ -134,7 +134,7 @@ float Transformer::forward(const Pass& pass, bool with_backward) {
                      with_backward ? g_hidden_ : Tensor(), pass.grad_scale / denom);
 }
 
-void Transformer::backward(const Pass& pass, const BlockGradsReady* ready) {
+void Transformer::run_backward(const Pass& pass, const BlockGradsReady* ready) {
   // g_resid_ carries d(block output) downwards and is updated in place into d(block input).
   k::zero(g_resid_);
   RouterStateGrad state = gru_ ? gru_->initial_grad() : RouterStateGrad{};
@@ -149,10 +149,17 @@ void Transformer::backward(const Pass& pass, const BlockGradsReady* ready) {
 }
 
 float Transformer::forward_backward(float grad_scale, const BlockGradsReady* ready) {
-  const Pass pass{true, grad_scale};
-  const float loss = forward(pass, true);
-  backward(pass, ready);
+  const float loss = forward_train(grad_scale);
+  backward(grad_scale, ready);
   return loss;
+}
+
+float Transformer::forward_train(float grad_scale) {
+  return forward(Pass{true, grad_scale}, true);
+}
+
+void Transformer::backward(float grad_scale, const BlockGradsReady* ready) {
+  run_backward(Pass{true, grad_scale}, ready);
 }
 
 float Transformer::forward_loss() {

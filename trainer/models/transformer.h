@@ -84,6 +84,10 @@ class Transformer {
   // Forward + backward on the current batch. Gradients ACCUMULATE: the loss whose gradient is
   // added is grad_scale * (mean token loss + aux_loss()). Returns the mean token loss.
   float forward_backward(float grad_scale, const BlockGradsReady* ready = nullptr);
+  // The same in its two halves (the trainer times them apart): the training forward, then its
+  // backward with the same grad_scale.
+  float forward_train(float grad_scale);
+  void backward(float grad_scale, const BlockGradsReady* ready = nullptr);
   // Forward only (evaluation). Returns the mean token loss.
   float forward_loss();
   void zero_grads();
@@ -99,6 +103,13 @@ class Transformer {
   std::vector<double> angular_distances() const;
   // One entry per routed block (MoE FFN; UoE attention and MLP), from the last forward.
   std::vector<MoeLayerStats> moe_stats() const;
+  // The same without copying (f(const MoeLayerStats&), block order): for per-micro-batch use.
+  template <class F>
+  void for_each_routed(F f) const {
+    for (const auto& b : blocks_)
+      for (const MoeLayerStats* st : {b->mixer().stats(), b->ffn().stats()})
+        if (st) f(*st);
+  }
   // The auxiliary part of the objective from the last forward (the MoE layers' weighted
   // load-balance and z losses); the returned losses are the token loss alone.
   double aux_loss() const;
@@ -109,7 +120,7 @@ class Transformer {
   void build(kernels::ArenaPlan& acts);
   Tensor forward_hidden(const Pass& pass);  // embedding -> blocks -> final norm
   float forward(const Pass& pass, bool with_backward);
-  void backward(const Pass& pass, const BlockGradsReady* ready);
+  void run_backward(const Pass& pass, const BlockGradsReady* ready);
 
   ModelConfig cfg_;
   std::unique_ptr<parallel::ProcessGroups> own_groups_;  // when none are given
