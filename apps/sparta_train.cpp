@@ -71,8 +71,7 @@ int main(int argc, char** argv) {
     opt.resume = resume;
     opt.stop_at_step = stop_at_step;
     sparta::trainer::Trainer trainer(cfg, opt);
-    trainer.run();
-    return 0;
+    return trainer.run().exit_code;  // 75 / 76 after a control stop (trainer/control.h)
   };
   const int rc = sparta::launch::run_main("sparta-train", app, argc, argv, [&] {
     try {

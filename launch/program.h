@@ -1,7 +1,9 @@
 // main() scaffolding shared by every sparta program (apps/, bench/, examples/): command-line
 // parsing (each main() first calls kernels::select_blas_kernel, kernels/blas.h), and the
 // mapping of every failure to one message on stderr and a documented exit code:
-//   0 success, 1 internal error, 2 usage or config error, 3 data or file error.
+//   0 success, 1 internal error, 2 usage or config error, 3 data or file error; sparta-train
+// adds 75 (checkpointed on a signal: requeue me), 76 (stopped unsaved on request) and 143
+// (a second SIGTERM), trainer/control.h.
 #pragma once
 
 #include <cstdio>

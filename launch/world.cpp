@@ -45,6 +45,8 @@ World discover_world() {
   }
   if (w.size < 1 || w.rank >= w.size)
     SPARTA_USAGE_ERROR("launcher {} reports rank {} of world size {}", w.launcher, w.rank, w.size);
+  w.restarts = env_int("SLURM_RESTART_COUNT", 0);
+  if (const char* id = std::getenv("SLURM_JOB_ID")) w.slurm_job_id = id;
   return w;
 }
 

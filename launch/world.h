@@ -12,6 +12,8 @@ struct World {
   int local_rank = 0;
   int local_size = 1;             // ranks on this node (they share its cores)
   std::string launcher = "none";  // "mpirun", "pmix", "slurm", "none"
+  int restarts = 0;               // SLURM_RESTART_COUNT: how often Slurm requeued this job
+  std::string slurm_job_id;       // SLURM_JOB_ID ("" outside Slurm)
 };
 
 World discover_world();

@@ -116,6 +116,13 @@ void LiveMetrics::on_checkpoint(double seconds, size_t reason, double timestamp)
   s_.phase_seconds_total[static_cast<size_t>(Phase::checkpoint)] += seconds;
 }
 
+void LiveMetrics::on_control(const std::array<double, 4>& signals,
+                             const std::array<double, 4>& actions) {
+  std::lock_guard<std::mutex> lock(mu_);
+  s_.signals_total = signals;
+  s_.control_total = actions;
+}
+
 void LiveMetrics::on_device_memory(double bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   s_.device_memory_bytes = bytes;

@@ -35,6 +35,7 @@ struct RunInfo {
   double peak_flops = 0;       // of this rank's device
   double start_timestamp = 0;  // Unix seconds when the run (this process) started
   int64_t target_steps = 0;    // train.steps
+  int64_t restarts = 0;        // SLURM_RESTART_COUNT (requeues of this job)
   int layers = 0;
   std::vector<RoutedBlock> routed;
   bool report_routers = false;  // this rank exports the per-layer router gauges
@@ -65,7 +66,9 @@ struct MetricsState {
   double step_sum = 0, step_count = 0;
   std::vector<double> ckpt_hist;
   double ckpt_sum = 0, ckpt_count = 0;
-  std::array<double, 3> checkpoints_total{};  // by reason: interval, final, stop
+  std::array<double, 5> checkpoints_total{};  // by kCheckpointReasons
+  std::array<double, 4> signals_total{};      // by kSignalNames
+  std::array<double, 4> control_total{};      // agreed actions by kControlActions
   double last_step_ts = 0, last_ckpt_ts = 0, device_memory_bytes = 0;
   // Per routed block: cumulative tokens per expert (all E; only own ones are exported), last
   // step's per-expert tokens (for balance), dropped, entropy, aux and z.
@@ -80,7 +83,10 @@ const std::vector<double>& checkpoint_duration_buckets();
 constexpr const char* kCollectiveOps[8] = {"all_reduce",   "reduce_scatter", "all_gather",
                                            "all_to_all_v", "send",           "recv",
                                            "broadcast",    "barrier"};
-constexpr const char* kCheckpointReasons[3] = {"interval", "final", "stop"};
+// stop: --stop-at-step; signal: SIGTERM or the checkpoint signal; request: trigger file or RPC.
+constexpr const char* kCheckpointReasons[5] = {"interval", "final", "stop", "signal", "request"};
+constexpr const char* kSignalNames[4] = {"SIGTERM", "SIGUSR1", "SIGUSR2", "SIGHUP"};
+constexpr const char* kControlActions[4] = {"checkpoint", "stop", "stop_now", "dump"};
 
 class LiveMetrics {
  public:
@@ -97,6 +103,9 @@ class LiveMetrics {
   void on_eval(double loss, double bpb);
   void on_checkpoint(double seconds, size_t reason, double timestamp);
   void on_device_memory(double bytes);
+  // Cumulative counts: signals this process received (kSignalNames), control actions the ranks
+  // agreed on (kControlActions).
+  void on_control(const std::array<double, 4>& signals, const std::array<double, 4>& actions);
   MetricsState snapshot() const;
 
  private:

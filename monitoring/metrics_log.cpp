@@ -59,6 +59,23 @@ void MetricsLog::write(const EvalRecord& r) {
   std::fflush(f_);
 }
 
+void MetricsLog::write(const ControlRecord& r) {
+  if (!f_) return;
+  nlohmann::json j = {{"step", r.step}, {"control", r.actions}, {"source", r.sources}};
+  if (r.during_eval) j["during_eval"] = true;
+  if (r.exit_code >= 0) j["exit_code"] = r.exit_code;
+  std::fputs((j.dump() + "\n").c_str(), f_);
+  std::fflush(f_);
+}
+
+void MetricsLog::write(const CheckpointRecord& r) {
+  if (!f_) return;
+  const nlohmann::json j = {
+      {"step", r.step}, {"checkpoint_seconds", r.seconds}, {"checkpoint_bytes", r.bytes}};
+  std::fputs((j.dump() + "\n").c_str(), f_);
+  std::fflush(f_);
+}
+
 std::string format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   const auto t = static_cast<long long>(std::llround(s));

@@ -43,6 +43,23 @@ struct EvalRecord {
   double val_loss = 0, val_bpb = 0;
 };
 
+// A saved checkpoint: {"step", "checkpoint_seconds", "checkpoint_bytes"} (sparta-launch sizes
+// the early-warning signal from it).
+struct CheckpointRecord {
+  int64_t step = 0;
+  double seconds = 0;
+  uint64_t bytes = 0;
+};
+
+// A control agreement that acted (trainer/control.h): {"step", "control": [actions], "source":
+// [...], "exit_code"} (exit_code only when the run stops there).
+struct ControlRecord {
+  int64_t step = 0;
+  std::vector<std::string> actions, sources;
+  int exit_code = -1;  // < 0: the run goes on
+  bool during_eval = false;
+};
+
 // One JSON object per line, flushed per line so `tail -f` and crashed runs keep every record.
 class MetricsLog {
  public:
@@ -54,6 +71,8 @@ class MetricsLog {
   MetricsLog& operator=(const MetricsLog&) = delete;
   void write(const TrainRecord& r);
   void write(const EvalRecord& r);
+  void write(const ControlRecord& r);
+  void write(const CheckpointRecord& r);
 
  private:
   std::FILE* f_ = nullptr;

@@ -146,8 +146,17 @@ void add_training(Families& F, const MetricsState& s) {
                                MetricType::Histogram),
                       checkpoint_duration_buckets(), s.ckpt_hist, s.ckpt_sum, s.ckpt_count);
   auto& ck = F.family("sparta_checkpoints_total", "checkpoints saved, by reason", kCounter);
-  for (size_t r = 0; r < 3; ++r)
+  for (size_t r = 0; r < s.checkpoints_total.size(); ++r)
     Families::add(ck, s.checkpoints_total[r], {{"reason", kCheckpointReasons[r]}});
+  F.value("sparta_restart_count", "times Slurm requeued this job (SLURM_RESTART_COUNT)", kGauge,
+          static_cast<double>(s.info.restarts));
+  auto& sg = F.family("sparta_signals_received_total", "signals this rank received", kCounter);
+  for (size_t i = 0; i < s.signals_total.size(); ++i)
+    Families::add(sg, s.signals_total[i], {{"signal", kSignalNames[i]}});
+  auto& ca = F.family("sparta_control_actions_total",
+                      "control actions the ranks agreed on (signals, trigger file, RPC)", kCounter);
+  for (size_t i = 0; i < s.control_total.size(); ++i)
+    Families::add(ca, s.control_total[i], {{"action", kControlActions[i]}});
 }
 
 // Tokens per expert: the rank owning an expert exports it (L x E series in all); above the cap,

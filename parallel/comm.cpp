@@ -105,6 +105,7 @@ void Comm::wait_all() {
 }
 
 void Comm::reduce_scatter(kernels::Tensor out, kernels::Tensor in, ReduceOp op) {
+  SPARTA_CHECK(op != ReduceOp::max, "reduce_scatter on '{}': max is not supported", name());
   const auto [b, e] = block_range(in.numel(), size(), rank());
   SPARTA_CHECK(out.numel() == e - b && out.dtype == in.dtype,
                "reduce_scatter on '{}': out {} for block [{}, {}) of {}", name(), out.shape_str(),

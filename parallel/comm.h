@@ -6,7 +6,7 @@
 //     kind, bytes, peer and start/end times, printed when a rank fails or times out, so that a
 //     hang shows which collective each rank was in.
 // Semantics (all ranks of the communicator call each collective in the same order):
-//   all_reduce(t, op)            t = sum (or mean) over ranks, in place
+//   all_reduce(t, op)            t = sum (mean, maximum) over ranks, in place
 //   reduce_scatter(out, in, op)  out = rank's block of sum/mean(in); blocks: block_range()
 //   all_gather(out, in)          out = concatenation of every rank's block; `in` may be out's own
 //                                block (in place)
@@ -32,7 +32,8 @@
 
 namespace sparta::parallel {
 
-enum class ReduceOp { sum, avg };
+// max: element-wise maximum (all_reduce only; the control word's bits are OR-ed as 0/1 maxima).
+enum class ReduceOp { sum, avg, max };
 
 enum class CollKind : uint8_t {
   all_reduce,

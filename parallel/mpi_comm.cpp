@@ -179,12 +179,12 @@ class MpiComm final : public Comm {
  protected:
   void do_all_reduce(kernels::Tensor t, ReduceOp op) override {
     SPARTA_CHECK(
-        t.dtype == kernels::DType::f32 || (t.dtype == kernels::DType::i32 && op == ReduceOp::sum),
+        t.dtype == kernels::DType::f32 || (t.dtype == kernels::DType::i32 && op != ReduceOp::avg),
         "all_reduce of {} tensors is not supported", kernels::to_string(t.dtype));
     void* h = host_of(t, 0, true);
     MPI_Request req;
     check_mpi(MPI_Iallreduce(MPI_IN_PLACE, h, as_int(t.numel(), "all_reduce"), mpi_type(t.dtype),
-                             MPI_SUM, comm_, &req),
+                             op == ReduceOp::max ? MPI_MAX : MPI_SUM, comm_, &req),
               "MPI_Iallreduce");
     wait(req, *this, CollKind::all_reduce, static_cast<int64_t>(t.nbytes()));
     if (op == ReduceOp::avg) scale_host(h, t.numel(), size_);
@@ -194,7 +194,7 @@ class MpiComm final : public Comm {
   // Host f32 tensors overlap (MPI_Iallreduce in place, tested in progress(), completed in
   // wait_all()); device tensors share one staging buffer, so they complete at once.
   void do_start_all_reduce(kernels::Tensor t, ReduceOp op) override {
-    if (!t.device.is_cpu() || t.dtype != kernels::DType::f32) {
+    if (!t.device.is_cpu() || t.dtype != kernels::DType::f32 || op == ReduceOp::max) {
       do_all_reduce(t, op);
       return;
     }

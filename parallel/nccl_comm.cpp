@@ -28,6 +28,10 @@ void check_cuda(cudaError_t e, const char* what) {
     throw Error(ErrorKind::internal, fmt::format("{} failed: {}", what, cudaGetErrorString(e)));
 }
 
+ncclRedOp_t nccl_op(ReduceOp op) {
+  return op == ReduceOp::avg ? ncclAvg : op == ReduceOp::max ? ncclMax : ncclSum;
+}
+
 ncclDataType_t nccl_type(kernels::DType t) {
   switch (t) {
     case kernels::DType::f32:
@@ -91,8 +95,7 @@ class NcclComm final : public Comm {
       if (e == b) continue;
       check_nccl(ncclReduce(static_cast<char*>(in.data) + b * static_cast<int64_t>(es),
                             r == rank_ ? out.data : nullptr, static_cast<size_t>(e - b),
-                            nccl_type(in.dtype), op == ReduceOp::avg ? ncclAvg : ncclSum, r, comm_,
-                            stream_),
+                            nccl_type(in.dtype), nccl_op(op), r, comm_, stream_),
                  "ncclReduce");
     }
     check_nccl(ncclGroupEnd(), "ncclGroupEnd");
@@ -186,7 +189,7 @@ class NcclComm final : public Comm {
     device_only(t, "all_reduce");
     after_compute();
     check_nccl(ncclAllReduce(t.data, t.data, nccl_count(t.dtype, t.numel()), nccl_type(t.dtype),
-                             op == ReduceOp::avg ? ncclAvg : ncclSum, comm_, stream_),
+                             nccl_op(op), comm_, stream_),
                "ncclAllReduce");
     pending_bytes_ += static_cast<int64_t>(t.nbytes());
   }

@@ -81,6 +81,14 @@ struct MonitoringSection {
   int64_t expert_series = 1024;    // above this many (layer, expert) series: top and bottom K
 };
 
+// Steering a running job ([control], trainer/control.h, README "Controlling a run").
+struct ControlSection {
+  // Checkpoint at the next step, then exit 75 (SIGTERM always does this too). USR1 by default:
+  // Open MPI's mpirun forwards USR1 and USR2 to the ranks but ends the job on SIGTERM.
+  std::string checkpoint_signal = "USR1";  // USR1 | USR2 | HUP | none
+  std::string trigger_file = "";           // "": <run-dir>/control.request; "none": off
+};
+
 struct Config {
   models::ModelConfig model;
   ParallelSection parallel;
@@ -90,6 +98,7 @@ struct Config {
   CheckpointSection checkpoint;
   NoiseSection noise;
   MonitoringSection monitoring;
+  ControlSection control;
   std::string moe_router_dtype = "fp32";  // [moe] router_dtype: the router is always fp32
 };
 

@@ -225,6 +225,15 @@ std::vector<Key> build_schema() {
   add_int("monitoring", "expert_series", REF(monitoring.expert_series), 1, 1000000,
           "most per-expert token series one rank exports; above it, each layer's top and bottom "
           "experts only (flagged by sparta_expert_series_capped)");
+  add_string("control", "checkpoint_signal", REF(control.checkpoint_signal),
+             "signal that means: checkpoint at the next step, then exit 75 (requeue me); "
+             "SIGTERM always does; USR1 suits mpirun, which forwards USR1 but ends the job on "
+             "SIGTERM");
+  keys.back().kind = Kind::choice;
+  keys.back().choices = {"USR1", "USR2", "HUP", "none"};
+  add_string("control", "trigger_file", REF(control.trigger_file),
+             "file whose words (checkpoint, stop, stop_now, dump) rank 0 acts on at the next step "
+             "and then removes (\"\": <run-dir>/control.request; \"none\": off)");
 #undef REF
   return keys;
 }

@@ -133,6 +133,7 @@ mon::RunInfo RunMonitor::run_info(const Config& cfg, const launch::World& world,
     info.peak_flops = k::profile::fma_peak_flops();
   }
   info.target_steps = cfg.train.steps;
+  info.restarts = world.restarts;
   info.start_timestamp = unix_now();
   info.layers = cfg.model.n_layers;
   // The rank owning an expert exports its counter: experts split over ep (MoE) or tp (UoE); of
@@ -239,6 +240,14 @@ void RunMonitor::after_log(const std::vector<double>& layer_grad_norms) {
 void RunMonitor::after_eval(double loss, double bpb, double seconds) {
   live_.on_eval(loss, bpb);
   live_.on_phase(mon::Phase::eval, seconds);
+}
+
+void RunMonitor::after_control(const std::array<int, 4>& signals, uint32_t action_bits) {
+  std::array<double, 4> sig{};
+  for (size_t i = 0; i < sig.size(); ++i) sig[i] = signals[i];
+  for (size_t a = 0; a < actions_.size(); ++a)
+    if (action_bits & (1u << a)) actions_[a] += 1;
+  live_.on_control(sig, actions_);
 }
 
 void RunMonitor::after_checkpoint(double seconds, size_t reason) {

@@ -45,6 +45,9 @@ class RunMonitor {
   void after_log(const std::vector<double>& layer_grad_norms);
   void after_eval(double loss, double bpb, double seconds);
   void after_checkpoint(double seconds, size_t reason);  // monitoring::kCheckpointReasons
+  // After a control agreement: the signal counts so far (monitoring::kSignalNames) and the
+  // agreed action bits (bit a = monitoring::kControlActions[a], trainer/control.h).
+  void after_control(const std::array<int, 4>& signals, uint32_t action_bits);
 
  private:
   monitoring::RunInfo run_info(const Config& cfg, const launch::World& world,
@@ -60,6 +63,7 @@ class RunMonitor {
   std::vector<std::vector<int64_t>> step_tokens_;    // per routed block, this step's counts
   std::vector<int64_t> step_dropped_;
   std::vector<bool> uoe_block_;
+  std::array<double, 4> actions_{};  // agreed control actions so far
   std::vector<int32_t> reduce_buf_;  // UoE counts summed over dp (routing is per dp rank)
   bool reduce_uoe_ = false;
   std::vector<const parallel::Comm*> comms_;

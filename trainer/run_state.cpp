@@ -68,6 +68,7 @@ void Trainer::save_checkpoint(int64_t done, double tokens_per_step, RunSummary& 
                              static_cast<int>(cfg_.checkpoint.keep_last), world_.rank == 0);
   groups_->world.host->barrier();  // nobody runs ahead (or resumes) before the save is complete
   if (monitor_) monitor_->after_checkpoint(saved.seconds, reason);
+  metrics_->write(monitoring::CheckpointRecord{done, saved.seconds, saved.bytes});
   sum.last_checkpoint = saved.path;
   sum.checkpoint_seconds += saved.seconds;
   sum.checkpoint_bytes = saved.bytes;

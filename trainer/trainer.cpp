@@ -96,6 +96,14 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
             ? ""
             : ", every rank's in " + monitor_->targets_file() + " (Prometheus file_sd)"));
   }
+  // After MPI and NCCL initialisation, which may install handlers of their own.
+  signals_ = std::make_unique<SignalHandlers>(signal_number(cfg_.control.checkpoint_signal),
+                                              world_.rank == 0 && !opt_.quiet);
+  std::string trigger = cfg_.control.trigger_file;
+  if (trigger.empty() && !opt_.run_dir.empty())
+    trigger = (fs::path(opt_.run_dir) / "control.request").string();
+  if (trigger == "none") trigger.clear();
+  control_ = std::make_unique<Control>(*groups_->world.host, world_.rank, trigger);
   say(
       fmt::format("sparta-train: {} parameters ({:.1f} MB), activations {:.1f} MB, device {}, "
                   "{} Post-LN + {} Pre-LN layers",
@@ -217,9 +225,14 @@ RunSummary Trainer::run() {
   std::array<double, monitoring::kPhases> window_phases{};
   sum.losses.reserve(static_cast<size_t>(steps - start));
   int64_t s = start;
-  for (; s < steps; ++s) {
+  // A request that arrived while the run started (data, model, resume) acts before step 1: the
+  // state is then the resumed checkpoint's (or the seeded start), so nothing new is saved.
+  const bool halted =
+      act_on_control(control_->agree(), start, /*saved=*/true, tokens_per_step, sum, false);
+  for (; s < steps && !halted; ++s) {
     const auto ts = Clock::now();
     const StepResult r = step(s);
+    last_step_ = r;
     window_ms += std::chrono::duration<double, std::milli>(Clock::now() - ts).count();
     ++window_steps;
     for (size_t p = 0; p < monitoring::kPhases; ++p) window_phases[p] += r.phases[p];
@@ -241,21 +254,32 @@ RunSummary Trainer::run() {
       window_steps = 0;
       window_phases = {};
     }
+    ControlWord w = control_->agree();  // every rank, every step: all act at the same step
+    bool eval_interrupted = false;
     if ((cfg_.train.eval_every > 0 && done % cfg_.train.eval_every == 0) || last) {
       const auto te = Clock::now();
-      const EvalResult e = evaluate();
-      if (monitor_)
-        monitor_->after_eval(e.loss, e.bpb,
-                             std::chrono::duration<double>(Clock::now() - te).count());
-      metrics_->write(monitoring::EvalRecord{done, e.loss, e.bpb});
-      say(fmt::format("eval  step {} | val loss {:.4f} | {:.3f} bits/byte | {} tokens", done,
-                      e.loss, e.bpb, e.tokens));
-      sum.final_val_loss = e.loss;
-      sum.final_val_bpb = e.bpb;
+      const EvalResult e = evaluate(&w);
+      eval_interrupted = e.interrupted;
+      if (e.interrupted) {
+        say(fmt::format("eval  step {} | interrupted by a control request", done));
+      } else {
+        if (monitor_)
+          monitor_->after_eval(e.loss, e.bpb,
+                               std::chrono::duration<double>(Clock::now() - te).count());
+        metrics_->write(monitoring::EvalRecord{done, e.loss, e.bpb});
+        say(fmt::format("eval  step {} | val loss {:.4f} | {:.3f} bits/byte | {} tokens", done,
+                        e.loss, e.bpb, e.tokens));
+        sum.final_val_loss = e.loss;
+        sum.final_val_bpb = e.bpb;
+      }
     }
     const bool every = cfg_.checkpoint.every_steps > 0 && done % cfg_.checkpoint.every_steps == 0;
-    if (!ckpt_dir.empty() && (every || last || stop))
-      save_checkpoint(done, tokens_per_step, sum, stop ? 2 : last ? 1 : 0);
+    const bool saved = !ckpt_dir.empty() && (every || last || stop);
+    if (saved) save_checkpoint(done, tokens_per_step, sum, stop ? 2 : last ? 1 : 0);
+    if (act_on_control(w, done, saved, tokens_per_step, sum, eval_interrupted)) {
+      ++s;
+      break;
+    }
     if (stop) {
       say(fmt::format(
           "stopped after step {} as asked (--stop-at-step); continue with --resume auto", done));
@@ -276,7 +300,7 @@ RunSummary Trainer::run() {
   say(fmt::format(
       "done: {} steps, {:.0f} tokens in {} ({:.0f} tok/s) | train loss {:.4f} | val loss "
       "{:.4f} ({:.3f} bits/byte) vs unigram {:.4f} ({:.3f} bits/byte){}",
-      steps, tokens_per_step * static_cast<double>(steps), monitoring::format_duration(sum.seconds),
+      s, tokens_per_step * static_cast<double>(s), monitoring::format_duration(sum.seconds),
       sum.tokens_per_s, sum.final_train_loss, sum.final_val_loss, sum.final_val_bpb, uni.loss,
       uni.bpb, comm));
   return sum;

@@ -15,6 +15,7 @@
 #include "parallel/mesh.h"
 #include "parallel/process_groups.h"
 #include "trainer/config.h"
+#include "trainer/control.h"
 #include "trainer/fault_injection.h"
 #include "trainer/grad_sync.h"
 #include "trainer/models/transformer.h"
@@ -42,12 +43,14 @@ struct StepResult {
 struct EvalResult {
   double loss = 0, bpb = 0;
   int64_t tokens = 0;
+  bool interrupted = false;  // a control request asked for the step boundary: loss is partial
 };
 
 struct RunSummary {
   int64_t start_step = 0;      // > 0 after a resume
   int64_t steps = 0;           // the step count reached
-  bool stopped_early = false;  // --stop-at-step
+  bool stopped_early = false;  // --stop-at-step or a control request
+  int exit_code = 0;           // the program's: 0, or trainer/control.h's 75 / 76
   std::string last_checkpoint;
   double final_train_loss = 0, final_val_loss = 0, final_val_bpb = 0;
   double unigram_val_loss = 0, unigram_val_bpb = 0;
@@ -64,7 +67,9 @@ class Trainer {
   ~Trainer();
 
   StepResult step(int64_t step);  // one optimizer step (0-based)
-  EvalResult evaluate();
+  // With `pending`, the ranks agree on the control word once per batch (OR-ed into *pending) and
+  // stop early when it asks for the step boundary.
+  EvalResult evaluate(ControlWord* pending = nullptr);
   RunSummary run();
 
   models::Transformer& model() { return *model_; }
@@ -81,6 +86,11 @@ class Trainer {
   void log_step(int64_t done, const StepResult& r, double step_ms, double tokens_per_step,
                 const std::array<double, monitoring::kPhases>& window_phases);
   void save_checkpoint(int64_t done, double tokens_per_step, RunSummary& sum, size_t reason);
+  // Acts on an agreed word at the boundary after step `done`: diagnostics, the requested
+  // checkpoint (unless one was saved there already), the record; true when the run stops.
+  bool act_on_control(const ControlWord& w, int64_t done, bool saved, double tokens_per_step,
+                      RunSummary& sum, bool during_eval);
+  void dump_diagnostics(int64_t done, const StepResult* last) const;
   std::string checkpoint_dir() const;
   int64_t resume_if_asked();
   std::vector<monitoring::CommRecord> comm_records() const;
@@ -100,6 +110,9 @@ class Trainer {
   std::unique_ptr<AdamW> optim_;
   std::unique_ptr<monitoring::MetricsLog> metrics_;
   std::unique_ptr<RunMonitor> monitor_;    // [monitoring] prometheus = true
+  std::unique_ptr<SignalHandlers> signals_;
+  std::unique_ptr<Control> control_;
+  StepResult last_step_;  // for diagnostics
   std::vector<int32_t> tokens_, targets_;  // host staging of one micro-batch (whole sequences)
   std::vector<float> scalars_;             // host scalars for small all-reduces (loss, eval sums)
 };

@@ -45,8 +45,12 @@ def load(run_dir):
             except json.JSONDecodeError as e:
                 print(f"sparta-report: warning: {path}:{n}: skipped ({e})", file=sys.stderr)
                 continue
-            # A resumed run appends: the last record of a step wins.
-            (evals if "val_loss" in r else train)[r["step"]] = r
+            # A resumed run appends: the last record of a step wins. Checkpoint and control
+            # records share the step numbers and are not plotted.
+            if "val_loss" in r:
+                evals[r["step"]] = r
+            elif "loss" in r:
+                train[r["step"]] = r
     if not train:
         print(f"sparta-report: error: {path} has no training records", file=sys.stderr)
         sys.exit(3)

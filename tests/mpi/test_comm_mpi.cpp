@@ -1,5 +1,5 @@
 // Every Comm operation of the MPI communicator against values each rank can compute alone, run
-// under mpirun with 2 and 4 ranks (ctest label mpi): all_reduce sum/avg, reduce_scatter and
+// under mpirun with 2 and 4 ranks (ctest label mpi): all_reduce sum/avg/max, reduce_scatter and
 // all_gather with uneven blocks (and in place), all_to_all_v with ragged counts, send/recv,
 // broadcast, barrier, split, the statistics and the flight recorder. The same checks run on
 // SelfComm in one process.
@@ -47,6 +47,21 @@ TEST(MpiComm, AllReduceSumAndAvg) {
     EXPECT_FLOAT_EQ(a[static_cast<size_t>(i)], static_cast<float>(s));
     EXPECT_FLOAT_EQ(b[static_cast<size_t>(i)], static_cast<float>(s / P));
   }
+}
+
+// Element-wise maxima of i32 words (the trainer's control word: one 0/1 element per bit, so the
+// maximum is the OR over ranks) and of floats.
+TEST(MpiComm, AllReduceMax) {
+  Comm& c = *g_world;
+  const int P = c.size(), me = c.rank();
+  std::vector<int32_t> bits(4, 0);
+  bits[static_cast<size_t>(me % 4)] = 1;
+  c.all_reduce(Tensor(bits.data(), DType::i32, kernels::Device::cpu(), {4}), ReduceOp::max);
+  for (int b = 0; b < 4; ++b) EXPECT_EQ(bits[static_cast<size_t>(b)], b < P ? 1 : 0) << b;
+  std::vector<float> f = {static_cast<float>(-me), static_cast<float>(me)};
+  c.all_reduce(view(f), ReduceOp::max);
+  EXPECT_EQ(f[0], 0.0f);
+  EXPECT_EQ(f[1], static_cast<float>(P - 1));
 }
 
 // Several all-reduces in flight at once (the bucketed gradient reduction), with a blocking
