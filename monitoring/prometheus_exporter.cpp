@@ -148,7 +148,7 @@ void add_training(Families& F, const MetricsState& s) {
   auto& ck = F.family("sparta_checkpoints_total", "checkpoints saved, by reason", kCounter);
   for (size_t r = 0; r < s.checkpoints_total.size(); ++r)
     Families::add(ck, s.checkpoints_total[r], {{"reason", kCheckpointReasons[r]}});
-  F.value("sparta_restart_count", "times Slurm requeued this job (SLURM_RESTART_COUNT)", kGauge,
+  F.value("sparta_job_restarts", "times Slurm requeued this job (SLURM_RESTART_COUNT)", kGauge,
           static_cast<double>(s.info.restarts));
   auto& sg = F.family("sparta_signals_received_total", "signals this rank received", kCounter);
   for (size_t i = 0; i < s.signals_total.size(); ++i)

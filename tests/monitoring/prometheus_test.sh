@@ -153,4 +153,10 @@ PY
 kill $qp 2> /dev/null
 
 echo "monitoring (Prometheus): $pass passed, $fail failed"
+if [ $fail -ne 0 ]; then  # what a failure on another machine needs to be understood
+  echo "--- the run's log (tail)"; tail -15 "$work/run.log"
+  echo "--- its last metrics record"; tail -1 "$run/metrics.jsonl" 2> /dev/null
+  echo "--- prometheus.log (tail)"; tail -10 "$work/prometheus.log"
+  echo "--- load"; cat /proc/loadavg
+fi
 [ $fail -eq 0 ]

@@ -6,7 +6,7 @@
   promql.py URL rules FILE         every rule of the rule file evaluates without error on the
                                    server and every metric selector in it returns data
   promql.py URL wait EXPR [N]      polls until EXPR returns at least N series (default 1)
-Bounded: each query is retried for at most 60 s. Exit 1 with a list of what failed.
+Bounded: each query is retried for at most 120 s (a loaded machine steps slowly). Exit 1 with a list of what failed.
 """
 import json
 import re
@@ -15,7 +15,7 @@ import time
 import urllib.parse
 import urllib.request
 
-DEADLINE_S = 60
+DEADLINE_S = 120
 
 
 def query(url, expr):
