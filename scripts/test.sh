@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: set up and build (CUDA sources compiled when nvcc exists), install what
-# the monitoring tests start (Prometheus, Chromium, matplotlib), run every ctest label (gpu tests
+# the monitoring, Slurm and control tests start, run every ctest label (gpu tests
 # skip without a GPU), then build an AddressSanitizer + UBSan
 # configuration (build-asan/, CUDA off) and run the unit label under it, then the mpi label
 # (memory errors and undefined behaviour in the distributed paths; leak checking off there:
@@ -10,19 +10,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 # What only the tests need: a Prometheus server and promtool (label monitoring), headless
-# Chromium and matplotlib (the run report's rendering test).
-test_packages=(prometheus chromium fonts-liberation python3-matplotlib)
-missing=()
-for p in "${test_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "test: installing ${missing[*]}"
-  sudo_cmd=""
-  [ "$(id -u)" -eq 0 ] || sudo_cmd=sudo
-  $sudo_cmd apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+# Chromium and matplotlib (the run report's rendering test), a private Slurm with munge (labels
+# mpi and slurm: srun, sbatch, preemption and requeue), the Python gRPC client and tmux (the
+# control API and sparta-top tests).
+. scripts/apt_install.sh
+apt_install test prometheus chromium fonts-liberation python3-matplotlib \
+  slurmctld slurmd slurm-client munge python3-grpcio tmux
+# As root nothing stops the Slurm tests, so a skip there would hide a broken setup.
+[ "$(id -u)" -ne 0 ] || export SPARTA_REQUIRE_SLURM=1
 (cd build && ctest --output-on-failure -j2 --timeout 600)
 if [ "${SPARTA_SKIP_ASAN:-0}" != 1 ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPARTA_SANITIZE=ON -DSPARTA_CUDA=OFF \

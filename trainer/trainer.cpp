@@ -83,6 +83,7 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
   if (!opt_.run_dir.empty() && world_.rank == 0) {
     fs::create_directories(opt_.run_dir);
     std::ofstream(fs::path(opt_.run_dir) / "config.toml") << to_toml(cfg_);
+    std::ofstream(fs::path(opt_.run_dir) / "status") << "running\n";  // see the end of run()
     if (metrics_path.empty()) metrics_path = (fs::path(opt_.run_dir) / "metrics.jsonl").string();
   }
   metrics_ =
@@ -303,6 +304,12 @@ RunSummary Trainer::run() {
       s, tokens_per_step * static_cast<double>(s), monitoring::format_duration(sum.seconds),
       sum.tokens_per_s, sum.final_train_loss, sum.final_val_loss, sum.final_val_bpb, uni.loss,
       uni.bpb, comm));
+  // <run-dir>/status: "running" from the start, "exited CODE STEPS" at a normal end. The batch
+  // script of sparta-launch trusts it over the launcher's exit code (srun can exit 0 when its
+  // step never launched) and tells a launch that never started from a crash.
+  if (!opt_.run_dir.empty() && world_.rank == 0)
+    std::ofstream(fs::path(opt_.run_dir) / "status")
+        << "exited " << sum.exit_code << ' ' << s << '\n';
   return sum;
 }
 

@@ -77,6 +77,8 @@ check "usr1: console" grep -q "checkpointed, exit 75 (requeue me" "$W/usr1.log"
 step=$(python3 -c "import json,sys; print([json.loads(l) for l in open(sys.argv[1]) if '\"control\"' in l][-1]['step'])" "$W/usr1/metrics.jsonl")
 check "usr1: checkpoint of step $step" [ -f "$W/usr1/checkpoints/step_$(printf %08d "$step")/manifest.json" ]
 check "usr1: stopped early (step $step)" [ "$step" -lt 400 ]
+check "usr1: status 'exited 75 $step'" [ "$(cat "$W/usr1/status")" = "exited 75 $step" ]
+check "ref: status 'exited 0 400'" [ "$(cat "$W/ref/status")" = "exited 0 400" ]
 "$bin/sparta-train" "${base[@]}" --run-dir "$W/usr1" --resume auto > "$W/usr1b.log" 2>&1
 check "usr1: resume exit 0" [ $? -eq 0 ]
 check "usr1: resumed at $step" grep -q "(step $step," "$W/usr1b.log"
@@ -100,6 +102,7 @@ wait $pid
 rc=$?
 check "second SIGTERM: exit 143 (got $rc)" [ $rc -eq 143 ]
 check "second SIGTERM: message" grep -q "second SIGTERM: exiting at once" "$W/term2.log"
+check "second SIGTERM: status still 'running'" [ "$(cat "$W/term2/status")" = running ]
 
 # 3. The trigger file: dump + checkpoint (the run goes on), then stop (exit 0), resume bit-exact;
 #    an unknown word is reported and ignored; stop_now exits 76 without saving.
