@@ -7,24 +7,7 @@ bin=$1
 src=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-pass=0
-fail=0
-
-# expect CODE NEEDLE CMD...: runs CMD, checks its exit code and that stderr+stdout contain NEEDLE.
-expect() {
-  local code=$1 needle=$2
-  shift 2
-  local out rc
-  out=$("$@" 2>&1)
-  rc=$?
-  if [ "$rc" -eq "$code" ] && grep -qF -- "$needle" <<<"$out"; then
-    pass=$((pass + 1))
-  else
-    fail=$((fail + 1))
-    echo "FAIL: $* -> exit $rc (want $code), output lacks '$needle' or differs:"
-    echo "$out" | tail -5 | sed 's/^/    /'
-  fi
-}
+. "$src/tests/common/checks.sh"
 
 # A small data directory from generated text.
 python3 - "$work/text.txt" <<'PY'

@@ -10,45 +10,12 @@ bin=$1
 src=$2
 W=$(mktemp -d /tmp/ctl.XXXXXX)
 trap 'kill $(jobs -p) 2> /dev/null; rm -rf "$W"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-check() {  # check DESCRIPTION CMD...: passes when CMD succeeds
-  local what=$1
-  shift
-  if "$@"; then ok; else bad "$what"; fi
-}
+. "$src/tests/common/checks.sh"
 
 bash "$src/tests/mpi/tiny_data.sh" "$bin" "$W" || exit 1
 base=(--config "$src/configs/tiny.toml" --set "data.dir=$W/data" --set train.steps=400
       --set train.eval_every=100 --set train.eval_batches=4 --set train.threads=1)
 
-# wait_steps DIR N: until DIR/metrics.jsonl has N training records (at most 60 s)
-wait_steps() {
-  for _ in $(seq 600); do
-    [ -f "$1/metrics.jsonl" ] && [ "$(grep -c '"loss"' "$1/metrics.jsonl")" -ge "$2" ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-# same_losses REF RUN: every step's loss of REF equals RUN's (the last record of a step wins)
-same_losses() {
-  python3 - "$1/metrics.jsonl" "$2/metrics.jsonl" <<'PY'
-import json, sys
-def losses(p):
-    d = {}
-    for line in open(p):
-        j = json.loads(line)
-        if "loss" in j:
-            d[j["step"]] = j["loss"]
-    return d
-a, b = losses(sys.argv[1]), losses(sys.argv[2])
-diff = [s for s in a if a[s] != b.get(s)]
-print(f"  {len(a)} steps, {len(diff)} differ" + (f" (first {diff[0]})" if diff else ""))
-sys.exit(0 if len(a) == len(b) and not diff else 1)
-PY
-}
 # control_record DIR KEY VALUE: the last control record has KEY == VALUE (JSON)
 control_record() {
   python3 - "$1/metrics.jsonl" "$2" "$3" <<'PY'

@@ -5,24 +5,10 @@
 # usage: launch_test.sh BIN_DIR SOURCE_DIR
 set -uo pipefail
 bin=$1
+src=$2
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
-pass=0
-fail=0
-expect() {  # expect CODE NEEDLE CMD...
-  local code=$1 needle=$2
-  shift 2
-  local out rc
-  out=$("$@" 2>&1)
-  rc=$?
-  if [ "$rc" -eq "$code" ] && grep -qF -- "$needle" <<<"$out"; then
-    pass=$((pass + 1))
-  else
-    fail=$((fail + 1))
-    echo "FAIL: $* -> exit $rc (want $code), output lacks '$needle':"
-    echo "$out" | tail -5 | sed 's/^/    /'
-  fi
-}
+. "$src/tests/common/checks.sh"
 has() {  # has FILE NEEDLE
   if grep -qF -- "$2" "$1"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1 lacks '$2'"; fi
 }

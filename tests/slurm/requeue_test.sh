@@ -15,15 +15,7 @@ set -uo pipefail
 bin=$1
 src=$2
 . "$src/tests/slurm/private_slurm.sh"
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-check() {
-  local what=$1
-  shift
-  if "$@"; then ok; else bad "$what"; fi
-}
+. "$src/tests/common/checks.sh"
 job_field() { scontrol show job "$1" 2> /dev/null | grep -o "$2=[^ ]*" | head -1 | cut -d= -f2; }
 # wait_state JOB SECONDS STATE...: until the job is in one of the states
 wait_state() {
@@ -37,29 +29,6 @@ wait_state() {
   done
   echo "  job $job is $(job_field "$job" JobState), not $* after $secs s"
   return 1
-}
-wait_steps() {
-  for _ in $(seq 600); do
-    [ -f "$1/metrics.jsonl" ] && [ "$(grep -c '"loss"' "$1/metrics.jsonl")" -ge "$2" ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-same_losses() {
-  python3 - "$1/metrics.jsonl" "$2/metrics.jsonl" <<'PY'
-import json, sys
-def losses(p):
-    d = {}
-    for line in open(p):
-        j = json.loads(line)
-        if "loss" in j:
-            d[j["step"]] = j["loss"]
-    return d
-a, b = losses(sys.argv[1]), losses(sys.argv[2])
-diff = [s for s in a if a[s] != b.get(s)]
-print(f"  {len(a)} steps, {len(diff)} differ" + (f" (first {diff[0]})" if diff else ""))
-sys.exit(0 if len(a) == len(b) and not diff else 1)
-PY
 }
 
 bash "$src/tests/mpi/tiny_data.sh" "$bin" "$S" || exit 1
