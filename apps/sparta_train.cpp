@@ -1,4 +1,7 @@
 // sparta-train: train a language model from a TOML config. See README.md.
+#include <cstdlib>
+#include <string>
+
 #include <fmt/core.h>
 
 #include "launch/program.h"
@@ -17,6 +20,31 @@ bool multi_rank() {
     return false;  // reported again, as a usage error, when the trainer starts
   }
 }
+
+#ifdef SPARTA_HAVE_MPI
+// MPI starts before the config is read, so its start-up bound comes from the environment.
+constexpr double kDefaultInitTimeoutS = 120;
+
+double init_timeout_s() {
+  const char* v = std::getenv("SPARTA_INIT_TIMEOUT_S");
+  if (v == nullptr || *v == '\0') return kDefaultInitTimeoutS;
+  char* end = nullptr;
+  const double t = std::strtod(v, &end);
+  if (*end != '\0' || !(t >= 0) || t > 1e6) {
+    fmt::print(stderr,
+               "sparta-train: SPARTA_INIT_TIMEOUT_S='{}' is not a number of seconds in [0, 1e6] "
+               "(0: wait for ever)\n",
+               v);
+    std::exit(2);
+  }
+  return t;
+}
+
+std::string who_am_i() {
+  const auto w = sparta::launch::discover_world();
+  return fmt::format("rank {} of {} (launched by {})", w.rank, w.size, w.launcher);
+}
+#endif
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -25,7 +53,7 @@ int main(int argc, char** argv) {
   // Under mpirun/srun with several ranks: MPI first, and from then on any failure of this rank
   // ends the whole job through MpiRuntime::fail_job (a message on every rank, never a hang).
   const bool mpi = multi_rank();
-  if (mpi) sparta::parallel::MpiRuntime::init(&argc, &argv);
+  if (mpi) sparta::parallel::MpiRuntime::init(&argc, &argv, init_timeout_s(), who_am_i());
   auto fail = [&](int code, const std::string& msg) {
     if (mpi) sparta::parallel::MpiRuntime::fail_job(code, msg);
   };

@@ -31,7 +31,11 @@ namespace sparta::parallel {
 // not started by an MPI launcher and world size is 1); finalize() at a clean exit.
 class MpiRuntime {
  public:
-  static void init(int* argc, char*** argv);
+  // Bounded start-up: when MPI_Init does not return within `init_timeout_s` (> 0) seconds (the
+  // launcher's PMIx server or another rank never came up), a watchdog thread prints why on this
+  // rank, naming `who` (e.g. "rank 1 of 2, launched by mpirun"), and exits 1. Every rank that
+  // started runs its own watchdog, so each one says so; 0 waits for ever.
+  static void init(int* argc, char*** argv, double init_timeout_s = 0, const std::string& who = "");
   static bool active();
   static void set_timeout(double seconds);  // for every collective from now on
   static double timeout();
