@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "data/meta.h"
+
 namespace sparta::data {
 
 struct PrepOptions {
@@ -17,17 +19,7 @@ struct PrepOptions {
   int threads = 2;
 };
 
-struct PrepSummary {
-  bool rebuilt = false;
-  int vocab_size = 0;
-  long long train_tokens = 0, val_tokens = 0, train_bytes = 0, val_bytes = 0;
-  int train_docs = 0, val_docs = 0;
-};
-
 // Idempotent: returns without work when `<out_dir>/meta.json` exists and !force.
 PrepSummary run_prep(const PrepOptions& opt);
-
-// Reads `<dir>/meta.json` (written by run_prep).
-PrepSummary read_meta(const std::string& dir);
 
 }  // namespace sparta::data

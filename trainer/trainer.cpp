@@ -12,7 +12,7 @@
 #include <cblas.h>
 #include <fmt/format.h>
 
-#include "data/prep.h"
+#include "data/meta.h"
 #include "kernels/ops.h"
 #include "trainer/checkpoint/checkpoint.h"
 
