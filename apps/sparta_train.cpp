@@ -11,6 +11,9 @@
 #ifdef SPARTA_HAVE_MPI
 #include "parallel/mpi_comm.h"
 #endif
+#ifdef SPARTA_HAVE_GRPC
+#include "monitoring/control_service.h"
+#endif
 
 namespace {
 bool multi_rank() {
@@ -98,6 +101,9 @@ int main(int argc, char** argv) {
     opt.metrics_out = metrics_out;
     opt.resume = resume;
     opt.stop_at_step = stop_at_step;
+#ifdef SPARTA_HAVE_GRPC
+    opt.control_endpoint = sparta::monitoring::grpc_control_factory();
+#endif
     sparta::trainer::Trainer trainer(cfg, opt);
     return trainer.run().exit_code;  // 75 / 76 after a control stop (trainer/control.h)
   };

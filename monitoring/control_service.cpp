@@ -65,9 +65,9 @@ class Service final : public sparta::v1::Control::Service {
       sparta::v1::MetricsSample sample;
       const RunStatus st = backend_.status();
       sample.set_step(st.step);
-      sample.set_unix_s(std::chrono::duration<double>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count());
+      sample.set_unix_s(
+          std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+              .count());
       for (const auto& m : backend_.metrics()) {
         if (!names.empty() && std::find(names.begin(), names.end(), m.name) == names.end())
           continue;
@@ -184,17 +184,21 @@ ControlServer::ControlServer(const ControlServerOptions& opt, ControlBackend& ba
   b.RegisterService(impl_->service.get());
   impl_->server = b.BuildAndStart();
   if (!impl_->server || port == 0)
-    throw Error(ErrorKind::usage,
-                fmt::format("control: cannot listen on '{}' (in use, or not this host's)",
-                            opt.bind));
+    throw Error(
+        ErrorKind::usage,
+        fmt::format("control: cannot listen on '{}' (in use, or not this host's)", opt.bind));
   const auto colon = opt.bind.rfind(':');
   impl_->address = fmt::format("{}:{}", opt.bind.substr(0, colon), port);
   impl_->server->GetHealthCheckService()->SetServingStatus(true);
 }
 
-ControlServer::~ControlServer() { stop(); }
+ControlServer::~ControlServer() {
+  stop();
+}
 
-std::string ControlServer::address() const { return impl_->address; }
+std::string ControlServer::address() const {
+  return impl_->address;
+}
 
 void ControlServer::set_draining() {
   impl_->service->draining = true;

@@ -14,9 +14,18 @@
 #include <string>
 #include <vector>
 
+#include "monitoring/live_metrics.h"
+
 namespace sparta::monitoring {
 
-enum class EventKind { checkpoint_saved = 1, eval_done, signal_received, warning, failure, control };
+enum class EventKind {
+  checkpoint_saved = 1,
+  eval_done,
+  signal_received,
+  warning,
+  failure,
+  control
+};
 
 struct ControlEvent {
   EventKind kind = EventKind::warning;
@@ -85,6 +94,11 @@ struct ControlServerOptions {
 };
 
 bool is_loopback_bind(const std::string& bind);
+
+// StreamMetrics' samples from a snapshot: the gauges and counters a dashboard draws, named as in
+// the Prometheus exposition (README "Watching a run"), plus sparta_expert_tokens_step (the last
+// step's tokens per expert, every expert: sparta-top's heat map).
+std::vector<MetricValue> control_metrics(const MetricsState& s);
 
 class ControlEndpoint {
  public:

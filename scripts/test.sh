@@ -15,7 +15,7 @@ scripts/setup.sh
 # control API and sparta-top tests).
 . scripts/apt_install.sh
 apt_install test prometheus chromium fonts-liberation python3-matplotlib \
-  slurmctld slurmd slurm-client munge python3-grpcio tmux
+  slurmctld slurmd slurm-client munge python3-grpcio python3-protobuf tmux
 # As root nothing stops the Slurm tests, so a skip there would hide a broken setup.
 [ "$(id -u)" -ne 0 ] || export SPARTA_REQUIRE_SLURM=1
 (cd build && ctest --output-on-failure -j2 --timeout 600)

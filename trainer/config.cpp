@@ -171,7 +171,21 @@ void apply_toml(Config& c, const toml::table& root, const std::string& origin) {
   }
 }
 
+void check_control(const ControlSection& c) {
+  if (c.grpc_bind == "none") return;
+  const auto colon = c.grpc_bind.rfind(':');
+  const std::string port = colon == std::string::npos ? "" : c.grpc_bind.substr(colon + 1);
+  const bool digits = !port.empty() && port.size() <= 5 &&
+                      port.find_first_not_of("0123456789") == std::string::npos;
+  if (colon == 0 || !digits || std::stoi(port) > 65535)
+    SPARTA_USAGE_ERROR(
+        "control.grpc_bind = '{}' is not host:port (port 0..65535; 0 picks a free one) or "
+        "\"none\"",
+        c.grpc_bind);
+}
+
 void check_cross(const Config& c) {
+  check_control(c.control);
   const auto& m = c.model;
   if (m.d_model % m.n_heads != 0)
     SPARTA_USAGE_ERROR("model.n_heads = {} must divide model.d_model = {} (head dim D = C / H)",

@@ -87,6 +87,10 @@ struct ControlSection {
   // Open MPI's mpirun forwards USR1 and USR2 to the ranks but ends the job on SIGTERM.
   std::string checkpoint_signal = "USR1";  // USR1 | USR2 | HUP | none
   std::string trigger_file = "";           // "": <run-dir>/control.request; "none": off
+  // sparta.v1.Control on rank 0 (README "Control API"); port 0 picks a free one, written to
+  // <run-dir>/control.address. Any non-loopback address needs token_file.
+  std::string grpc_bind = "127.0.0.1:0";  // host:port | "none"
+  std::string token_file = "";            // clients send "authorization: Bearer <its text>"
 };
 
 struct Config {

@@ -234,6 +234,13 @@ std::vector<Key> build_schema() {
   add_string("control", "trigger_file", REF(control.trigger_file),
              "file whose words (checkpoint, stop, stop_now, dump) rank 0 acts on at the next step "
              "and then removes (\"\": <run-dir>/control.request; \"none\": off)");
+  add_string("control", "grpc_bind", REF(control.grpc_bind),
+             "host:port of the sparta.v1.Control gRPC service on rank 0 (port 0: a free one, "
+             "written to <run-dir>/control.address; \"none\": off); a non-loopback host needs "
+             "token_file");
+  add_string("control", "token_file", REF(control.token_file),
+             "file holding the token every Control call must send as 'authorization: Bearer "
+             "<token>' (\"\": none; required off loopback)");
 #undef REF
   return keys;
 }

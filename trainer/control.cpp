@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -173,7 +176,11 @@ int ControlWord::exit_code() const {
 }
 
 Control::Control(parallel::Comm& world, int rank, std::string trigger_file)
-    : world_(world), rank_(rank), trigger_file_(std::move(trigger_file)) {}
+    : world_(world),
+      rank_(rank),
+      trigger_file_(std::move(trigger_file)),
+      buf_(static_cast<size_t>(kControlBits + 1 + 2 * world.size()), 0),
+      seen_(static_cast<size_t>(world.size()), 0.0) {}
 
 uint32_t Control::read_trigger_file() {
   if (trigger_file_.empty() || ::access(trigger_file_.c_str(), F_OK) != 0) return 0;
@@ -194,9 +201,19 @@ uint32_t Control::read_trigger_file() {
 ControlWord Control::agree() {
   ControlWord w = ControlInbox::take();
   if (rank_ == 0) w.bits |= read_trigger_file();
-  if (world_.size() == 1) return w;
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  if (world_.size() == 1) {
+    seen_[0] = now;
+    return w;
+  }
+  std::fill(buf_.begin(), buf_.end(), 0);
   for (int b = 0; b < kControlBits; ++b) buf_[static_cast<size_t>(b)] = (w.bits >> b) & 1u;
   buf_[kControlBits] = w.signal;
+  // Only this rank writes its slot (the others stay 0), so MAX gathers every rank's clock.
+  const size_t slot = static_cast<size_t>(kControlBits + 1 + 2 * rank_);
+  buf_[slot] = static_cast<int32_t>(now);
+  buf_[slot + 1] = static_cast<int32_t>((now - std::floor(now)) * 1000.0);
   world_.all_reduce(kernels::Tensor(buf_.data(), kernels::DType::i32, kernels::Device::cpu(),
                                     {static_cast<int64_t>(buf_.size())}),
                     parallel::ReduceOp::max);
@@ -204,6 +221,10 @@ ControlWord Control::agree() {
   for (int b = 0; b < kControlBits; ++b)
     if (buf_[static_cast<size_t>(b)] != 0) agreed.bits |= 1u << b;
   agreed.signal = buf_[kControlBits];
+  for (size_t r = 0; r < seen_.size(); ++r) {
+    const size_t at = static_cast<size_t>(kControlBits + 1) + 2 * r;
+    seen_[r] = static_cast<double>(buf_[at]) + static_cast<double>(buf_[at + 1]) / 1000.0;
+  }
   return agreed;
 }
 

@@ -94,16 +94,21 @@ class Control {
   // world: every rank's communicator (host memory). trigger_file: "" for none; rank 0 reads and
   // removes it at each agreement.
   Control(parallel::Comm& world, int rank, std::string trigger_file);
-  // Collective over the world: every rank calls it at the same points.
+  // Collective over the world: every rank calls it at the same points. It also gathers each
+  // rank's wall clock at the call (the heartbeat: a rank that stops reaching agreements ages).
   ControlWord agree();
   const std::string& trigger_file() const { return trigger_file_; }
+  // Unix seconds at which each rank made the newest agreement (its own clock; 0 before one).
+  const std::vector<double>& last_seen() const { return seen_; }
 
  private:
   uint32_t read_trigger_file();
   parallel::Comm& world_;
   int rank_;
   std::string trigger_file_;
-  std::array<int32_t, kControlBits + 1> buf_{};  // one 0/1 element per bit, then the signal
+  // One 0/1 element per bit, the signal, then (seconds, milliseconds) of each rank's clock.
+  std::vector<int32_t> buf_;
+  std::vector<double> seen_;
 };
 
 }  // namespace sparta::trainer

@@ -25,6 +25,7 @@ EvalResult Trainer::evaluate(ControlWord* pending) {
     if (pending) {
       if (!pending->wants_boundary()) {
         const ControlWord w = control_->agree();
+        plane_->on_heartbeats(control_->last_seen());
         pending->bits |= w.bits;
         pending->signal = std::max(pending->signal, w.signal);
       }

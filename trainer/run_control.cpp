@@ -25,8 +25,11 @@ bool Trainer::act_on_control(const ControlWord& w, int64_t done, bool saved, dou
   bool have_checkpoint = saved;
   if (wants_save && !saved) {
     if (dir.empty()) {
-      say("control: a checkpoint was requested, but the run has nowhere to save it (give "
-          "--run-dir or checkpoint.dir)");
+      const std::string warn =
+          "a checkpoint was requested, but the run has nowhere to save it (give --run-dir or "
+          "checkpoint.dir)";
+      say("control: " + warn);
+      plane_->event(monitoring::EventKind::warning, done, warn);
     } else {
       save_checkpoint(done, tokens_per_step, sum, w.has(kFromSignal) ? 3 : 4);
       have_checkpoint = true;
@@ -36,6 +39,9 @@ bool Trainer::act_on_control(const ControlWord& w, int64_t done, bool saved, dou
   // Requeueing a job that saved nothing would start it over: report an unsaved stop instead.
   if (stopping && w.has(kStop) && !have_checkpoint) code = kExitStoppedUnsaved;
   if (monitor_) monitor_->after_control(ControlInbox::signal_counts(), w.bits);
+  if (w.has(kFromSignal))
+    plane_->event(monitoring::EventKind::signal_received, done,
+                  w.signal > 0 ? signal_name(w.signal) : "signal");
   monitoring::ControlRecord rec;
   rec.step = done;
   rec.actions = w.actions();
@@ -47,10 +53,15 @@ bool Trainer::act_on_control(const ControlWord& w, int64_t done, bool saved, dou
   for (const auto& src : rec.sources) from += (from.empty() ? "" : ", ") + src;
   std::string what;
   for (const auto& a : rec.actions) what += (what.empty() ? "" : "+") + a;
-  say(fmt::format(
+  const std::string line = fmt::format(
       "control: {} at step {} (from {}){}", what, done, from,
-      finished && (w.has(kStop) || w.has(kStopNow)) ? "; the run is complete anyway" : ""));
-  if (!stopping) return false;
+      finished && (w.has(kStop) || w.has(kStopNow)) ? "; the run is complete anyway" : "");
+  say(line);
+  if (!stopping) {
+    plane_->event(monitoring::EventKind::control, done, line.substr(9));
+    return false;
+  }
+  plane_->drain(done, line.substr(9));
   sum.stopped_early = true;
   sum.exit_code = code;
   if (code == kExitRequeue)

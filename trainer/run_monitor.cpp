@@ -34,10 +34,16 @@ double unix_now() {
 constexpr size_t kTargetChars = 256;  // one rank's "address\tlocal_rank\tnode" in the gather
 }  // namespace
 
+std::string layout_name(const parallel::ProcessMesh& mesh, int64_t zero) {
+  return fmt::format("tp{} cp{} ep{} dp{} zero{}", mesh.size(parallel::Dim::tp),
+                     mesh.size(parallel::Dim::cp), mesh.size(parallel::Dim::ep),
+                     mesh.size(parallel::Dim::dp), zero);
+}
+
 RunMonitor::RunMonitor(const Config& cfg, const launch::World& world,
                        const parallel::ProcessGroups& g, const parallel::ProcessMesh& mesh,
                        const models::Transformer& model, k::Device device,
-                       const std::string& run_dir)
+                       const std::string& run_dir, bool prometheus)
     : g_(g), device_(device) {
   const mon::RunInfo info = run_info(cfg, world, mesh, model, device);
   live_.configure(info);
@@ -62,6 +68,7 @@ RunMonitor::RunMonitor(const Config& cfg, const launch::World& world,
   tokens_per_step_ = tokens_global / world.size;
   flops_per_step_ = tokens_per_step_ * models::train_flops_per_token(cfg.model);
 
+  if (!prometheus) return;  // the numbers only (for the Control service)
   const auto& m = cfg.monitoring;
   const int port = m.port == 0 ? 0 : static_cast<int>(m.port) + world.local_rank;
   exporter_ = std::make_unique<mon::PrometheusExporter>(m.bind, port, live_);
@@ -108,7 +115,7 @@ RunMonitor::RunMonitor(const Config& cfg, const launch::World& world,
 RunMonitor::~RunMonitor() = default;
 
 int RunMonitor::port() const {
-  return exporter_->port();
+  return exporter_ ? exporter_->port() : 0;
 }
 
 mon::RunInfo RunMonitor::run_info(const Config& cfg, const launch::World& world,
@@ -121,9 +128,7 @@ mon::RunInfo RunMonitor::run_info(const Config& cfg, const launch::World& world,
   info.device = k::to_string(device);
   info.rank = world.rank;
   info.local_rank = world.local_rank;
-  info.layout = fmt::format("tp{} cp{} ep{} dp{} zero{}", mesh.size(parallel::Dim::tp),
-                            mesh.size(parallel::Dim::cp), mesh.size(parallel::Dim::ep),
-                            mesh.size(parallel::Dim::dp), cfg.parallel.zero);
+  info.layout = layout_name(mesh, cfg.parallel.zero);
   info.peak_flops = cfg.monitoring.peak_flops;
   if (device.is_cuda()) {
     const auto d = k::cuda::device_info(device.index);

@@ -20,18 +20,24 @@
 
 namespace sparta::trainer {
 
+// "tp2 cp1 ep1 dp2 zero1": the layout as the metrics and the Control service name it.
+std::string layout_name(const parallel::ProcessMesh& mesh, int64_t zero);
+
 class RunMonitor {
  public:
-  // Starts the endpoint (a usage error when it cannot listen) and, on rank 0 with a run
-  // directory, writes <run_dir>/prometheus_targets.json. Collective over the world.
+  // With `prometheus`: starts the endpoint (a usage error when it cannot listen) and, on rank 0
+  // with a run directory, writes <run_dir>/prometheus_targets.json. Without: keeps the numbers
+  // only (what the Control service reads). Collective over the world either way: every rank
+  // has a RunMonitor or none does (after_step reduces UoE counts over dp).
   RunMonitor(const Config& cfg, const launch::World& world, const parallel::ProcessGroups& g,
              const parallel::ProcessMesh& mesh, const models::Transformer& model,
-             kernels::Device device, const std::string& run_dir);
+             kernels::Device device, const std::string& run_dir, bool prometheus);
   ~RunMonitor();
   RunMonitor(const RunMonitor&) = delete;
   RunMonitor& operator=(const RunMonitor&) = delete;
 
-  int port() const;
+  int port() const;  // 0 without the endpoint
+  const monitoring::LiveMetrics& live() const { return live_; }
   const std::string& endpoint() const { return endpoint_; }
   const std::string& targets_file() const { return targets_file_; }
   const std::string& shared_targets_file() const { return shared_targets_file_; }

@@ -70,6 +70,7 @@ void Trainer::save_checkpoint(int64_t done, double tokens_per_step, RunSummary& 
   if (monitor_) monitor_->after_checkpoint(saved.seconds, reason);
   metrics_->write(monitoring::CheckpointRecord{done, saved.seconds, saved.bytes});
   sum.last_checkpoint = saved.path;
+  plane_->on_checkpoint(done, saved.path);
   sum.checkpoint_seconds += saved.seconds;
   sum.checkpoint_bytes = saved.bytes;
   say(fmt::format("checkpoint: saved {} ({:.1f} MB) in {:.2f} s", saved.path,

@@ -88,15 +88,22 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
   }
   metrics_ =
       std::make_unique<monitoring::MetricsLog>(metrics_path, /*append=*/!opt_.resume.empty());
-  if (cfg_.monitoring.prometheus) {
-    monitor_ =
-        std::make_unique<RunMonitor>(cfg_, world_, *groups_, *mesh_, *model_, device, opt_.run_dir);
+  const bool rpc = opt_.control_endpoint && cfg_.control.grpc_bind != "none";
+  if (cfg_.monitoring.prometheus || rpc)
+    monitor_ = std::make_unique<RunMonitor>(cfg_, world_, *groups_, *mesh_, *model_, device,
+                                            opt_.run_dir, cfg_.monitoring.prometheus);
+  if (cfg_.monitoring.prometheus)
     say(fmt::format(
         "monitoring: rank 0 metrics at http://{}/metrics{}", monitor_->endpoint(),
         monitor_->targets_file().empty()
             ? ""
             : ", every rank's in " + monitor_->targets_file() + " (Prometheus file_sd)"));
-  }
+  plane_ = std::make_unique<ControlPlane>(
+      cfg_, world_, opt_.run_dir, layout_name(*mesh_, cfg_.parallel.zero),
+      monitor_ ? &monitor_->live() : nullptr, opt_.control_endpoint);
+  if (plane_->serving())
+    say(fmt::format("control: sparta.v1.Control at {} (sparta-top {})", plane_->address(),
+                    opt_.run_dir.empty() ? plane_->address() : opt_.run_dir));
   // After MPI and NCCL initialisation, which may install handlers of their own.
   signals_ = std::make_unique<SignalHandlers>(signal_number(cfg_.control.checkpoint_signal),
                                               world_.rank == 0 && !opt_.quiet);
@@ -118,8 +125,9 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
 }
 
 // The gradient sync waits for its in-flight reductions before the model's memory goes; the
-// endpoint stops before the metrics it serves.
+// endpoints stop before the metrics they serve.
 Trainer::~Trainer() {
+  plane_.reset();  // reads the monitor's numbers
   monitor_.reset();
   sync_.reset();
 }
@@ -200,6 +208,16 @@ StepResult Trainer::step(int64_t step) {
 }
 
 RunSummary Trainer::run() {
+  try {
+    return run_steps();
+  } catch (const std::exception& e) {
+    plane_->event(monitoring::EventKind::failure, 0, e.what());
+    plane_->finish(0, 1);
+    throw;
+  }
+}
+
+RunSummary Trainer::run_steps() {
   RunSummary sum;
   const int64_t steps = cfg_.train.steps;
   const int64_t start = resume_if_asked();
@@ -231,6 +249,7 @@ RunSummary Trainer::run() {
   const bool halted =
       act_on_control(control_->agree(), start, /*saved=*/true, tokens_per_step, sum, false);
   for (; s < steps && !halted; ++s) {
+    plane_->set_state("training", s);
     const auto ts = Clock::now();
     const StepResult r = step(s);
     last_step_ = r;
@@ -256,8 +275,10 @@ RunSummary Trainer::run() {
       window_phases = {};
     }
     ControlWord w = control_->agree();  // every rank, every step: all act at the same step
+    plane_->on_heartbeats(control_->last_seen());
     bool eval_interrupted = false;
     if ((cfg_.train.eval_every > 0 && done % cfg_.train.eval_every == 0) || last) {
+      plane_->set_state("evaluating", done);
       const auto te = Clock::now();
       const EvalResult e = evaluate(&w);
       eval_interrupted = e.interrupted;
@@ -272,6 +293,8 @@ RunSummary Trainer::run() {
                         e.loss, e.bpb, e.tokens));
         sum.final_val_loss = e.loss;
         sum.final_val_bpb = e.bpb;
+        plane_->event(monitoring::EventKind::eval_done, done,
+                      fmt::format("val loss {:.4f}, {:.3f} bits/byte", e.loss, e.bpb));
       }
     }
     const bool every = cfg_.checkpoint.every_steps > 0 && done % cfg_.checkpoint.every_steps == 0;
@@ -310,6 +333,7 @@ RunSummary Trainer::run() {
   if (!opt_.run_dir.empty() && world_.rank == 0)
     std::ofstream(fs::path(opt_.run_dir) / "status")
         << "exited " << sum.exit_code << ' ' << s << '\n';
+  plane_->finish(s, sum.exit_code);
   return sum;
 }
 

@@ -16,6 +16,7 @@
 #include "parallel/process_groups.h"
 #include "trainer/config.h"
 #include "trainer/control.h"
+#include "trainer/control_plane.h"
 #include "trainer/fault_injection.h"
 #include "trainer/grad_sync.h"
 #include "trainer/models/transformer.h"
@@ -30,6 +31,8 @@ struct RunOptions {
   std::string resume;         // "" : fresh; "auto": newest good checkpoint (fresh if none); a path
   int64_t stop_at_step = -1;  // save a checkpoint after this many steps and return
   bool quiet = false;         // no console output (tests)
+  // Starts rank 0's sparta.v1.Control server (sparta-train passes the gRPC one; empty: none).
+  monitoring::ControlEndpointFactory control_endpoint;
 };
 
 struct StepResult {
@@ -70,16 +73,19 @@ class Trainer {
   // With `pending`, the ranks agree on the control word once per batch (OR-ed into *pending) and
   // stop early when it asks for the step boundary.
   EvalResult evaluate(ControlWord* pending = nullptr);
-  RunSummary run();
+  RunSummary run();  // run_steps(), with a failure reported to the Control service
 
   models::Transformer& model() { return *model_; }
-  RunMonitor* monitor() { return monitor_.get(); }  // null unless monitoring.prometheus
+  // Null unless monitoring.prometheus or the Control service is on.
+  RunMonitor* monitor() { return monitor_.get(); }
+  const ControlPlane& control_plane() const { return *plane_; }
   const Config& config() const { return cfg_; }
   // Cross-entropy of the validation tokens under the training split's unigram distribution
   // (add-one smoothing): the loss of a model that ignores context.
   EvalResult unigram_baseline() const;
 
  private:
+  RunSummary run_steps();
   void say(const std::string& line) const;
   kernels::Device choose_device() const;
   void open_data(int vocab_size);
@@ -109,10 +115,11 @@ class Trainer {
   std::unique_ptr<GradSync> sync_;
   std::unique_ptr<AdamW> optim_;
   std::unique_ptr<monitoring::MetricsLog> metrics_;
-  std::unique_ptr<RunMonitor> monitor_;    // [monitoring] prometheus = true
+  std::unique_ptr<RunMonitor> monitor_;  // [monitoring] prometheus, or the Control service
+  std::unique_ptr<ControlPlane> plane_;  // always; serves only on rank 0 with an endpoint
   std::unique_ptr<SignalHandlers> signals_;
   std::unique_ptr<Control> control_;
-  StepResult last_step_;  // for diagnostics
+  StepResult last_step_;                   // for diagnostics
   std::vector<int32_t> tokens_, targets_;  // host staging of one micro-batch (whole sequences)
   std::vector<float> scalars_;             // host scalars for small all-reduces (loss, eval sums)
 };

@@ -96,6 +96,14 @@ TEST(Config, CrossKeyChecks) {
                      {"model.mixln_post_layers = 9"});
 }
 
+TEST(Config, ControlBindIsHostPortOrNone) {
+  for (const char* ok : {"127.0.0.1:0", "localhost:50051", "[::1]:7000", "none", "0.0.0.0:65535"})
+    EXPECT_EQ(load_config("", {std::string("control.grpc_bind=") + ok}).control.grpc_bind, ok);
+  for (const char* bad : {"localhost", ":5", "127.0.0.1:99999", "127.0.0.1:x", "127.0.0.1:"})
+    expect_usage_error("", {std::string("control.grpc_bind=") + bad},
+                       {"control.grpc_bind = '", "is not host:port"});
+}
+
 TEST(Config, SyntaxErrorAndMissingFile) {
   expect_usage_error(write_toml("syntax", "[model\nn_layers = 3\n"), {},
                      {"TOML syntax error", ":1:"});

@@ -6,12 +6,14 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 
 #include "kernels/check.h"
 #include "trainer/config.h"
 #include "trainer/control.h"
+#include "trainer/control_plane.h"
 
 namespace sparta::trainer {
 namespace {
@@ -130,6 +132,114 @@ TEST(Control, AgreeReadsAndRemovesTheTriggerFile) {
   std::ofstream(file) << "stop\n";
   EXPECT_FALSE(other_rank.agree().any());
   EXPECT_TRUE(std::filesystem::exists(file));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Control, AgreeRecordsEachRanksClock) {
+  parallel::SelfComm world;
+  Control c(world, 0, "");
+  EXPECT_EQ(c.last_seen().at(0), 0.0);
+  const double before = static_cast<double>(std::time(nullptr));
+  (void)c.agree();
+  EXPECT_GE(c.last_seen()[0], before);
+  EXPECT_LE(c.last_seen()[0], before + 5);
+}
+
+// The endpoint the plane is handed: records what it was started with (the real gRPC server is
+// tested in test_control_service and end to end in tests/e2e/grpc_test.sh).
+struct RecordingEndpoint final : monitoring::ControlEndpoint {
+  monitoring::ControlServerOptions opt;
+  bool* draining;
+  std::string address() const override { return "127.0.0.1:4242"; }
+  void set_draining() override { *draining = true; }
+  void stop() override {}
+};
+
+TEST(ControlPlane, RequestsPostBitsAndAnswerTheStep) {
+  Config cfg = load_config("", {"train.steps=100"});
+  launch::World world;
+  world.size = 2;
+  ControlPlane plane(cfg, world, "", "tp1 cp1 ep1 dp2 zero0", nullptr, nullptr);
+  EXPECT_FALSE(plane.serving());
+  (void)ControlInbox::take();
+  plane.set_state("training", 7);
+  EXPECT_EQ(plane.request(monitoring::ControlRequest::checkpoint), 8);  // the step in progress
+  EXPECT_EQ(ControlInbox::take().bits, kCheckpoint | kFromRpc);
+  plane.set_state("evaluating", 8);
+  EXPECT_EQ(plane.request(monitoring::ControlRequest::stop_after_checkpoint), 8);
+  EXPECT_EQ(ControlInbox::take().bits, kCheckpoint | kStop | kFromRpc);
+  EXPECT_EQ(plane.request(monitoring::ControlRequest::stop_now), 8);
+  EXPECT_EQ(ControlInbox::take().bits, kStopNow | kFromRpc);
+  const double now = static_cast<double>(std::time(nullptr));
+  plane.on_heartbeats({now - 3, 0});
+  const auto st = plane.status();
+  EXPECT_EQ(st.state, "evaluating");
+  EXPECT_EQ(st.total_steps, 100);
+  EXPECT_EQ(st.layout, "tp1 cp1 ep1 dp2 zero0");
+  ASSERT_EQ(st.heartbeats.size(), 2u);
+  EXPECT_EQ(st.heartbeats[1].rank, 1);
+  EXPECT_NEAR(st.heartbeats[0].age_s, 3.0, 1.5);
+  EXPECT_EQ(st.heartbeats[1].age_s, -1);  // rank 1 not heard from yet
+  plane.drain(8, "stop");
+  plane.set_state("training", 9);  // a drained run does not go back
+  EXPECT_EQ(plane.status().state, "draining");
+  plane.finish(8, 0);
+  EXPECT_EQ(plane.status().state, "finished");
+}
+
+TEST(ControlPlane, StartsTheEndpointOnRankZeroWithTheTokenAndWritesTheAddress) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("sparta_plane_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "token") << "abc123\n";
+  bool draining = false;
+  monitoring::ControlServerOptions seen;
+  const monitoring::ControlEndpointFactory factory = [&](const monitoring::ControlServerOptions& o,
+                                                         monitoring::ControlBackend&,
+                                                         monitoring::EventLog&) {
+    seen = o;
+    auto e = std::make_unique<RecordingEndpoint>();
+    e->draining = &draining;
+    return std::unique_ptr<monitoring::ControlEndpoint>(std::move(e));
+  };
+  const std::string run = (dir / "run").string();
+  launch::World world;
+  {
+    Config cfg = load_config(
+        "", {"control.grpc_bind=0.0.0.0:0", "control.token_file=" + (dir / "token").string()});
+    ControlPlane plane(cfg, world, run, "", nullptr, factory);
+    EXPECT_TRUE(plane.serving());
+    EXPECT_EQ(seen.bind, "0.0.0.0:0");
+    EXPECT_EQ(seen.token, "abc123");  // the file's text, its newline dropped
+    std::ifstream in(dir / "run" / "control.address");
+    std::string line;
+    std::getline(in, line);
+    EXPECT_EQ(line, "127.0.0.1:4242");
+    plane.drain(3, "stop");
+    EXPECT_TRUE(draining);
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "run" / "control.address"));  // gone with it
+  world.rank = 1;                                                          // only rank 0 serves
+  EXPECT_FALSE(ControlPlane(load_config("", {}), world, run, "", nullptr, factory).serving());
+  world.rank = 0;
+  EXPECT_FALSE(
+      ControlPlane(load_config("", {"control.grpc_bind=none"}), world, run, "", nullptr, factory)
+          .serving());
+  const auto usage = [&](const std::vector<std::string>& sets, const std::string& needle) {
+    try {
+      ControlPlane p(load_config("", sets), world, run, "", nullptr, factory);
+      ADD_FAILURE() << "expected a usage error: " << needle;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.exit_code(), 2);
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  usage({"control.grpc_bind=0.0.0.0:0"}, "is not a loopback address: set [control] token_file");
+  usage({"control.token_file=" + (dir / "none").string()}, "cannot be read");
+  std::ofstream(dir / "empty") << "\n";
+  usage({"control.token_file=" + (dir / "empty").string()}, "is empty");
+  std::ofstream(dir / "two") << "a b\n";
+  usage({"control.token_file=" + (dir / "two").string()}, "one word");
   std::filesystem::remove_all(dir);
 }
 
