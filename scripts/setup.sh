@@ -10,6 +10,7 @@ packages=(build-essential cmake pkg-config python3 curl ca-certificates
   libopenblas-dev libopenmpi-dev openmpi-bin libgtest-dev
   libsentencepiece-dev libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libxxhash-dev prometheus-cpp-dev libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libncurses-dev
   bible-kjv bible-kjv-text)
 . scripts/apt_install.sh
 apt_install setup "${packages[@]}"

@@ -1,7 +1,7 @@
 // sparta.v1.Control over a real loopback gRPC channel (monitoring/control_service.h). The backend
 // here is a scripted run; the trainer's own backend is tested end to end in tests/e2e.
-#include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include <atomic>
 #include <thread>
@@ -168,6 +168,5 @@ TEST(ControlService, DrainingIsNotServingAndRefusesRequests) {
   auto s = stub(server.address());
   grpc::ClientContext ctx;
   v1::RequestCheckpointReply r;
-  EXPECT_EQ(s->RequestCheckpoint(&ctx, {}, &r).error_code(),
-            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(s->RequestCheckpoint(&ctx, {}, &r).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
