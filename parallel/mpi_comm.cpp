@@ -6,11 +6,9 @@
 
 #include <chrono>
 #include <climits>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -19,6 +17,7 @@
 
 #include "kernels/arena.h"
 #include "kernels/check.h"
+#include "parallel/init_watchdog.h"
 
 namespace sparta::parallel {
 
@@ -346,44 +345,14 @@ class MpiComm final : public Comm {
 
 // Ends the process when MPI_Init has not returned in time. Only write(2) and _exit(2) run on
 // the timeout path: MPI is half-initialised, and nothing else in the process can be trusted.
-class InitWatchdog {
- public:
-  InitWatchdog(double timeout_s, const std::string& who) {
-    if (timeout_s <= 0) return;
-    message_ = fmt::format(
-        "sparta-train: MPI did not initialise within {:.0f} s (SPARTA_INIT_TIMEOUT_S) on {}: "
-        "MPI_Init waits for every rank of the job and for the launcher's PMIx server (mpirun, or "
-        "srun --mpi=pmix). A rank that never started, a node that cannot reach this one, or a "
-        "launcher without PMIx support leaves it waiting; ending this rank (exit 1)\n",
-        timeout_s, who.empty() ? std::string("this rank") : who);
-    thread_ = std::thread([this, timeout_s] {
-      std::unique_lock lock(mu_);
-      if (cv_.wait_for(lock, std::chrono::duration<double>(timeout_s), [this] { return done_; }))
-        return;
-      const ssize_t r = ::write(STDERR_FILENO, message_.data(), message_.size());
-      (void)r;  // the exit below is the message that matters to the launcher
-      ::_exit(1);
-    });
-  }
-  ~InitWatchdog() {
-    if (!thread_.joinable()) return;
-    {
-      std::lock_guard lock(mu_);
-      done_ = true;
-    }
-    cv_.notify_one();
-    thread_.join();
-  }
-  InitWatchdog(const InitWatchdog&) = delete;
-  InitWatchdog& operator=(const InitWatchdog&) = delete;
-
- private:
-  std::string message_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
+std::string init_timeout_message(double timeout_s, const std::string& who) {
+  return fmt::format(
+      "sparta-train: MPI did not initialise within {:.0f} s (SPARTA_INIT_TIMEOUT_S) on {}: "
+      "MPI_Init waits for every rank of the job and for the launcher's PMIx server (mpirun, or "
+      "srun --mpi=pmix). A rank that never started, a node that cannot reach this one, or a "
+      "launcher without PMIx support leaves it waiting; ending this rank (exit 1)\n",
+      timeout_s, who.empty() ? std::string("this rank") : who);
+}
 
 }  // namespace
 
@@ -396,7 +365,7 @@ void MpiRuntime::init(int* argc, char*** argv, double init_timeout_s, const std:
   setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", /*overwrite=*/0);
   int provided = 0;
   {
-    InitWatchdog watchdog(init_timeout_s, who);
+    InitWatchdog watchdog(init_timeout_s, init_timeout_message(init_timeout_s, who));
     check_mpi(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
   }
   s.inited = true;

@@ -5,6 +5,7 @@
 #include <nccl.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -12,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "kernels/check.h"
+#include "parallel/init_watchdog.h"
 #include "parallel/mpi_comm.h"
 
 namespace sparta::parallel {
@@ -268,8 +270,23 @@ std::unique_ptr<Comm> make_nccl_comm(Comm& bootstrap, int cuda_device, const std
                                       {static_cast<int64_t>(sizeof(id) / 2)}),
                       0);
   check_cuda(cudaSetDevice(cuda_device), "cudaSetDevice");
+  // tests/mpi/startup.sh: this rank stands for one that never reaches ncclCommInitRank.
+  if (const char* h = std::getenv("SPARTA_TEST_NCCL_INIT_HANG");
+      h && std::atoi(h) == bootstrap.rank())
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
   ncclComm_t c = nullptr;
-  check_nccl(ncclCommInitRank(&c, bootstrap.size(), id, bootstrap.rank()), "ncclCommInitRank");
+  {
+    const double bound = MpiRuntime::timeout();
+    const InitWatchdog watchdog(
+        bound,
+        fmt::format("sparta-train: NCCL communicator '{}' (rank {} of {}) did not initialise "
+                    "within {:.0f} s (parallel.timeout_s): ncclCommInitRank waits for every rank "
+                    "of the group. A rank that died or is stuck before it, or a network NCCL "
+                    "cannot use (NCCL_DEBUG=INFO names the transports it tried), leaves it "
+                    "waiting; ending this rank (exit 1)\n",
+                    name, bootstrap.rank(), bootstrap.size(), bound));
+    check_nccl(ncclCommInitRank(&c, bootstrap.size(), id, bootstrap.rank()), "ncclCommInitRank");
+  }
   return std::make_unique<NcclComm>(c, cuda_device, name);
 }
 

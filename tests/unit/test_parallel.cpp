@@ -1,10 +1,13 @@
 // The process mesh (placement, groups, every refused layout) and the single-process Comm.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "kernels/check.h"
 #include "parallel/comm.h"
+#include "parallel/init_watchdog.h"
 #include "parallel/mesh.h"
 
 namespace sparta::test {
@@ -23,6 +26,26 @@ MeshModelLimits model() {
   m.seq_len = 32;
   m.moe_experts = 8;
   return m;
+}
+
+// The bound on MPI_Init and ncclCommInitRank (tests/mpi/startup.sh runs the MPI one for real).
+TEST(InitWatchdog, EndsAStuckInitialisationWithItsMessage) {
+  EXPECT_EXIT(
+      {
+        const parallel::InitWatchdog w(0.2, "NCCL communicator 'dp' did not initialise\n");
+        std::this_thread::sleep_for(std::chrono::seconds(10));  // the stuck call
+      },
+      ::testing::ExitedWithCode(1), "NCCL communicator 'dp' did not initialise");
+}
+
+TEST(InitWatchdog, StaysQuietWhenTheCallReturnsInTime) {
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    const parallel::InitWatchdog w(30, "must not appear\n");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }  // returns at once, not after 30 s
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  const parallel::InitWatchdog unbounded(0, "no thread\n");  // 0: no bound
 }
 
 TEST(ProcessMesh, PlacementAndGroups) {
