@@ -58,6 +58,23 @@ if(SPARTA_GRPC)
   sparta_require(Protobuf_FOUND "protobuf" "libprotobuf-dev protobuf-compiler")
   find_package(gRPC CONFIG QUIET)
   sparta_require(gRPC_FOUND "gRPC" "libgrpc++-dev protobuf-compiler-grpc")
+  # sparta_grpc_library(TARGET DIR NAME): a static library of DIR/NAME.proto's generated C++
+  # (messages and gRPC stubs), its headers on the include path as SYSTEM (generated code is not
+  # ours: no project warnings on it).
+  function(sparta_grpc_library target dir name)
+    set(gen ${CMAKE_CURRENT_BINARY_DIR}/gen)
+    file(MAKE_DIRECTORY ${gen})
+    add_custom_command(
+      OUTPUT ${gen}/${name}.pb.cc ${gen}/${name}.pb.h ${gen}/${name}.grpc.pb.cc
+             ${gen}/${name}.grpc.pb.h
+      COMMAND protobuf::protoc --proto_path=${dir} --cpp_out=${gen} --grpc_out=${gen}
+              --plugin=protoc-gen-grpc=$<TARGET_FILE:gRPC::grpc_cpp_plugin> ${dir}/${name}.proto
+      DEPENDS ${dir}/${name}.proto
+      COMMENT "protoc: ${name}.proto")
+    add_library(${target} STATIC ${gen}/${name}.pb.cc ${gen}/${name}.grpc.pb.cc)
+    target_include_directories(${target} SYSTEM PUBLIC ${gen})
+    target_link_libraries(${target} PUBLIC gRPC::grpc++ protobuf::libprotobuf)
+  endfunction()
 endif()
 
 # CUDA: AUTO turns it on when nvcc exists. Never "native" architectures: the build machine has no
