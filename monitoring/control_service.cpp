@@ -173,12 +173,15 @@ ControlServer::ControlServer(const ControlServerOptions& opt, ControlBackend& ba
     : impl_(std::make_unique<Impl>()) {
   if (!is_loopback_bind(opt.bind) && opt.token.empty())
     SPARTA_USAGE_ERROR(
-        "control.bind = '{}' is not a loopback address: set [control] token_file (a file "
+        "control.grpc_bind = '{}' is not a loopback address: set [control] token_file (a file "
         "holding the token every client must send)",
         opt.bind);
   impl_->service = std::make_unique<Service>(backend, events, opt.token);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder b;
+  // Without this, gRPC clones the listener once per poller with SO_REUSEPORT, and with port 0
+  // each clone binds a port of its own: a second, unannounced listening port.
+  b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int port = 0;
   b.AddListeningPort(opt.bind, grpc::InsecureServerCredentials(), &port);
   b.RegisterService(impl_->service.get());

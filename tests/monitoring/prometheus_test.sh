@@ -6,7 +6,7 @@
 # L x E per-expert series; phase counters rising; promtool check metrics on a scrape; every
 # dashboard expression and every alert selector returning data; the alert rules evaluating on
 # the server; and the bad inputs (a busy port, a malformed or foreign bind address -> exit 2
-# naming them; prometheus = false opens no port). Everything bounded; everything stopped.
+# naming them; prometheus = false opens no metrics port). Everything bounded; everything stopped.
 # usage: prometheus_test.sh BIN_DIR SOURCE_DIR   (exit 77: no prometheus/promtool/mpirun)
 set -uo pipefail
 bin=$1
@@ -123,12 +123,10 @@ expect_exit 2 'monitoring.bind = "999.1.1.1" is not an IPv4 address' "${one[@]}"
 expect_exit 2 "cannot listen on 10.255.255.1:" "${one[@]}" --set monitoring.bind=10.255.255.1
 expect_exit 2 "monitoring.port = 70000 is not allowed" "${one[@]}" --set monitoring.port=70000
 
-# 6. prometheus = false opens no port: no listening TCP socket belongs to the process.
-"$bin/sparta-train" "${model[@]}" --set train.steps=2000000 --run-dir "$work/quiet" > /dev/null 2>&1 &
-qp=$!
-pids+=($qp)
-sleep 3
-listening=$($py - "$qp" << 'PY'
+# 6. prometheus = false opens no metrics port: the only listening TCP socket of the process is
+#    the Control service's (RUN_DIR/control.address), and with grpc_bind = "none" there is none.
+listening_ports() {  # PID: the ports its listening TCP sockets are bound to, sorted
+  $py - "$1" << 'PY'
 import os, sys
 pid = sys.argv[1]
 inodes = set()
@@ -139,18 +137,32 @@ for fd in os.listdir(f"/proc/{pid}/fd"):
         continue
     if t.startswith("socket:["):
         inodes.add(t[8:-1])
-n = 0
+ports = []
 for table in ("/proc/net/tcp", "/proc/net/tcp6"):
     for line in open(table).readlines()[1:]:
         f = line.split()
         if f[3] == "0A" and f[9] in inodes:  # state LISTEN
-            n += 1
-print(n)
+            ports.append(int(f[1].split(":")[1], 16))
+print(" ".join(str(p) for p in sorted(ports)))
 PY
-)
-[ "$listening" = 0 ] && ok || bad "prometheus = false: the process listens on $listening TCP sockets"
-[ ! -e "$work/quiet/prometheus_targets.json" ] && ok || bad "prometheus = false wrote a target list"
-kill $qp 2> /dev/null
+}
+for control in on none; do
+  extra=()
+  [ $control = none ] && extra=(--set control.grpc_bind=none)
+  "$bin/sparta-train" "${model[@]}" "${extra[@]}" --set train.steps=2000000 \
+    --run-dir "$work/quiet-$control" > /dev/null 2>&1 &
+  qp=$!
+  pids+=($qp)
+  sleep 3
+  ports=$(listening_ports $qp)
+  want=""
+  [ $control = on ] && want=$(sed 's/.*://' "$work/quiet-$control/control.address" 2> /dev/null)
+  [ "$ports" = "$want" ] && ok ||
+    bad "prometheus = false (control $control): listening on ports '$ports', want '$want'"
+  [ ! -e "$work/quiet-$control/prometheus_targets.json" ] && ok ||
+    bad "prometheus = false wrote a target list"
+  kill $qp 2> /dev/null
+done
 
 echo "monitoring (Prometheus): $pass passed, $fail failed"
 if [ $fail -ne 0 ]; then  # what a failure on another machine needs to be understood
