@@ -7,6 +7,7 @@
 #include "launch/program.h"
 #include "launch/world.h"
 #include "trainer/config.h"
+#include "trainer/multilevel/vcycle.h"
 #include "trainer/trainer.h"
 #ifdef SPARTA_HAVE_MPI
 #include "parallel/mpi_comm.h"
@@ -104,6 +105,7 @@ int main(int argc, char** argv) {
 #ifdef SPARTA_HAVE_GRPC
     opt.control_endpoint = sparta::monitoring::grpc_control_factory();
 #endif
+    if (cfg.multilevel.enabled) return sparta::trainer::multilevel::run_vcycle(cfg, opt);
     sparta::trainer::Trainer trainer(cfg, opt);
     return trainer.run().exit_code;  // 75 / 76 after a control stop (trainer/control.h)
   };

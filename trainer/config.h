@@ -93,6 +93,22 @@ struct ControlSection {
   std::string token_file = "";            // clients send "authorization: Bearer <its text>"
 };
 
+// Multi-level V-cycle training ([multilevel], trainer/multilevel/vcycle.h, README "Multi-level
+// training"): phases of train.steps at coarser and coarser models and back.
+struct MultilevelSection {
+  bool enabled = false;
+  int64_t levels = 2;                    // models in the cycle, the full one included
+  std::string mode = "both";             // width | depth | both: what one level halves
+  std::string width_pairing = "halves";  // halves | adjacent
+  std::string depth_pairing = "adjacent";
+  std::string embeddings = "preserving";  // preserving | faithful (the authors' GPT-2 map)
+  double alpha = 0.5;                     // interpolation weight of the de-coalesced model
+  double down_fraction = 0.05;    // of train.steps, each level's first visit (on the way down)
+  double coarse_fraction = 0.45;  // the coarsest level
+  double up_fraction = 0.2;       // each intermediate level on the way up (levels > 2)
+  double lr_scale = 4.0;          // level k trains at optim.lr * lr_scale^k
+};
+
 struct Config {
   models::ModelConfig model;
   ParallelSection parallel;
@@ -103,6 +119,7 @@ struct Config {
   NoiseSection noise;
   MonitoringSection monitoring;
   ControlSection control;
+  MultilevelSection multilevel;
   std::string moe_router_dtype = "fp32";  // [moe] router_dtype: the router is always fp32
 };
 

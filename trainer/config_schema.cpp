@@ -241,6 +241,37 @@ std::vector<Key> build_schema() {
   add_string("control", "token_file", REF(control.token_file),
              "file holding the token every Control call must send as 'authorization: Bearer "
              "<token>' (\"\": none; required off loopback)");
+  add_bool("multilevel", "enabled", REF(multilevel.enabled),
+           "train in a V-cycle of coarser models (README \"Multi-level training\")");
+  add_int("multilevel", "levels", REF(multilevel.levels), 2, 4,
+          "models in the cycle, the full one included");
+  add_string("multilevel", "mode", REF(multilevel.mode), "what one level halves");
+  keys.back().kind = Kind::choice;
+  keys.back().choices = {"width", "depth", "both"};
+  add_string("multilevel", "width_pairing", REF(multilevel.width_pairing),
+             "which heads and neurons merge: i with i + n/2, or 2i with 2i + 1");
+  keys.back().kind = Kind::choice;
+  keys.back().choices = {"halves", "adjacent"};
+  add_string("multilevel", "depth_pairing", REF(multilevel.depth_pairing),
+             "which layers merge: 2i with 2i + 1, or i with i + L/2");
+  keys.back().kind = Kind::choice;
+  keys.back().choices = {"adjacent", "halves"};
+  add_string("multilevel", "embeddings", REF(multilevel.embeddings),
+             "de-coalescing of the residual stream: function-preserving, or the authors' "
+             "halved embeddings");
+  keys.back().kind = Kind::choice;
+  keys.back().choices = {"preserving", "faithful"};
+  add_real("multilevel", "alpha", REF(multilevel.alpha), 0.0, 1.0,
+           "interpolation weight of the de-coalesced model (0: the model before coalescing)");
+  add_real("multilevel", "down_fraction", REF(multilevel.down_fraction), 0.0, 1.0,
+           "fraction of train.steps for each level's first visit, on the way down");
+  add_real("multilevel", "coarse_fraction", REF(multilevel.coarse_fraction), 0.0, 1.0,
+           "fraction of train.steps for the coarsest level");
+  add_real("multilevel", "up_fraction", REF(multilevel.up_fraction), 0.0, 1.0,
+           "fraction of train.steps for each intermediate level on the way up (the full model "
+           "gets the rest)");
+  add_real("multilevel", "lr_scale", REF(multilevel.lr_scale), 0.0, 1e3,
+           "level k trains at optim.lr * lr_scale^k");
 #undef REF
   return keys;
 }

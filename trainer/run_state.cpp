@@ -44,6 +44,10 @@ int64_t Trainer::resume_if_asked() {
   return m.step;
 }
 
+void Trainer::set_parameters(const multilevel::ModelState& full) {
+  multilevel::load_state(*model_, full);
+}
+
 void Trainer::save_checkpoint(int64_t done, double tokens_per_step, RunSummary& sum,
                               size_t reason) {
   checkpoint::SaveInfo info;

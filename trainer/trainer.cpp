@@ -99,17 +99,21 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
             ? ""
             : ", every rank's in " + monitor_->targets_file() + " (Prometheus file_sd)"));
   plane_ = std::make_unique<ControlPlane>(
-      cfg_, world_, opt_.run_dir, layout_name(*mesh_, cfg_.parallel.zero),
-      monitor_ ? &monitor_->live() : nullptr, opt_.control_endpoint);
-  if (plane_->serving())
+      cfg_, world_, opt_.control_dir.empty() ? opt_.run_dir : opt_.control_dir,
+      layout_name(*mesh_, cfg_.parallel.zero), monitor_ ? &monitor_->live() : nullptr,
+      opt_.control_endpoint);
+  if (plane_->serving()) {
+    const std::string& top = opt_.control_dir.empty() ? opt_.run_dir : opt_.control_dir;
     say(fmt::format("control: sparta.v1.Control at {} (sparta-top {})", plane_->address(),
-                    opt_.run_dir.empty() ? plane_->address() : opt_.run_dir));
+                    top.empty() ? plane_->address() : top));
+  }
   // After MPI and NCCL initialisation, which may install handlers of their own.
   signals_ = std::make_unique<SignalHandlers>(signal_number(cfg_.control.checkpoint_signal),
                                               world_.rank == 0 && !opt_.quiet);
   std::string trigger = cfg_.control.trigger_file;
-  if (trigger.empty() && !opt_.run_dir.empty())
-    trigger = (fs::path(opt_.run_dir) / "control.request").string();
+  const std::string& control_dir = opt_.control_dir.empty() ? opt_.run_dir : opt_.control_dir;
+  if (trigger.empty() && !control_dir.empty())
+    trigger = (fs::path(control_dir) / "control.request").string();
   if (trigger == "none") trigger.clear();
   control_ = std::make_unique<Control>(*groups_->world.host, world_.rank, trigger);
   say(
@@ -178,7 +182,8 @@ StepResult Trainer::step(int64_t step) {
   for (int micro = 0; micro < accum; ++micro) {
     const float scale = 1.0f / static_cast<float>(accum);
     timed(mon::data, [&] {
-      train_loader_->train_batch(step, micro, accum, tokens_.data(), targets_.data());
+      train_loader_->train_batch(step + opt_.data_step_offset, micro, accum, tokens_.data(),
+                                 targets_.data());
       model_->set_batch(tokens_.data(), targets_.data());
     });
     timed(mon::forward, [&] { loss += model_->forward_train(scale); });
@@ -230,6 +235,8 @@ RunSummary Trainer::run_steps() {
   if (stop_at >= 0 && ckpt_dir.empty())
     SPARTA_USAGE_ERROR("--stop-at-step needs a place to save: give --run-dir or checkpoint.dir");
   sum.start_step = start;
+  sum.tokens_per_step = static_cast<double>(cfg_.train.batch_size * cfg_.model.seq_len *
+                                            cfg_.train.grad_accum * groups_->data_size);
   const double tokens_per_step = static_cast<double>(cfg_.train.batch_size * cfg_.model.seq_len *
                                                      cfg_.train.grad_accum * groups_->data_size);
   const EvalResult uni = unigram_baseline();

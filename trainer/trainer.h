@@ -20,6 +20,7 @@
 #include "trainer/fault_injection.h"
 #include "trainer/grad_sync.h"
 #include "trainer/models/transformer.h"
+#include "trainer/multilevel/coalesce.h"
 #include "trainer/optim/adamw.h"
 #include "trainer/run_monitor.h"
 
@@ -33,6 +34,8 @@ struct RunOptions {
   bool quiet = false;         // no console output (tests)
   // Starts rank 0's sparta.v1.Control server (sparta-train passes the gRPC one; empty: none).
   monitoring::ControlEndpointFactory control_endpoint;
+  std::string control_dir;       // where control.address goes ("": run_dir)
+  int64_t data_step_offset = 0;  // step s reads the training windows of step s + offset
 };
 
 struct StepResult {
@@ -60,6 +63,7 @@ struct RunSummary {
   double seconds = 0, tokens_per_s = 0;
   double comm_seconds = 0;        // time inside collectives (this rank)
   std::vector<double> losses;     // per step run (from start_step)
+  double tokens_per_step = 0;     // of the global batch
   double checkpoint_seconds = 0;  // total time spent saving
   uint64_t checkpoint_bytes = 0;  // size of the last checkpoint
 };
@@ -76,6 +80,9 @@ class Trainer {
   RunSummary run();  // run_steps(), with a failure reported to the Control service
 
   models::Transformer& model() { return *model_; }
+  // Replaces the initial parameters (every rank passes the same full tensors by name): the
+  // V-cycle's coalesced or interpolated model. Before run(); a resume overrides it.
+  void set_parameters(const multilevel::ModelState& full);
   // Null unless monitoring.prometheus or the Control service is on.
   RunMonitor* monitor() { return monitor_.get(); }
   const ControlPlane& control_plane() const { return *plane_; }

@@ -39,6 +39,13 @@ int layer_of(const std::string& name, std::string* rest) {
   return std::stoi(name.substr(7, dot - 7));
 }
 
+bool has_dense_ffn(const ModelConfig& m) {
+  if (m.uoe) return false;
+  for (bool moe : m.moe_layer_mask())
+    if (!moe) return true;
+  return false;
+}
+
 struct WidthGroups {
   Groups hidden, heads, ffn, expert_ffn, uoe_heads, uoe_ffn;
 };
@@ -53,7 +60,7 @@ WidthGroups width_groups(const ModelConfig& m, Pairing p) {
     w.uoe_heads = expand(pair_units(hpe, p), D);
     w.uoe_ffn = pair_units(m.d_ff / m.uoe_mlp_experts, p);
   } else {
-    w.ffn = pair_units(m.d_ff, p);
+    if (has_dense_ffn(m)) w.ffn = pair_units(m.d_ff, p);
     if (m.moe_experts > 0) w.expert_ffn = pair_units(m.expert_ffn(), p);
   }
   return w;
@@ -224,7 +231,7 @@ ModelConfig small_config(const ModelConfig& m, const MapOptions& o) {
             "model.d_ff / uoe.mlp_experts = {} / {} = {} is odd",
             m.d_ff, m.uoe_mlp_experts, m.d_ff / m.uoe_mlp_experts);
       s.uoe_attn_experts = Ea;
-    } else if (m.d_ff % 2 != 0 && !(m.moe_experts > 0 && m.moe_layers == "all")) {
+    } else if (m.d_ff % 2 != 0 && has_dense_ffn(m)) {
       SPARTA_USAGE_ERROR(
           "multilevel: width coalescing pairs FFN neurons, but model.d_ff = {} is odd", m.d_ff);
     }
