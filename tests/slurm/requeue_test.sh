@@ -64,6 +64,10 @@ for variant in srun mpirun; do
   fi
   wait_state "$job" 60 PENDING || bad "$variant: not requeued"
   check "$variant: restart count 1" [ "$(job_field "$job" Restarts)" = 1 ]
+  # Slurm holds a requeued job about two minutes, long enough for the node to finish cleaning
+  # up its first run; skipping the hold, wait for that cleanup first (a start on a node still
+  # completing the previous run can fail at launch).
+  for _ in $(seq 300); do [ "$(sinfo -h -o %T | sort -u)" = idle ] && break; sleep 0.2; done
   scontrol update JobId="$job" StartTime=now
   wait_state "$job" 180 COMPLETED FAILED CANCELLED TIMEOUT
   check "$variant: completed" [ "$(job_field "$job" JobState)" = COMPLETED ]
@@ -78,6 +82,15 @@ for variant in srun mpirun; do
     "$dir/metrics.jsonl"
   check "$variant: losses bit-identical to an uninterrupted run" same_losses "$S/ref" "$dir"
   check "$variant: status 'exited 0 400'" [ "$(cat "$dir/status")" = "exited 0 400" ]
+  if [ "$(job_field "$job" JobState)" != COMPLETED ]; then  # what a failure needs to be understood
+    echo "--- $variant: scontrol show job $job"
+    scontrol show job "$job" | sed 's/^/    /'
+    echo "--- $variant: $log (tail)"
+    tail -30 "$log" | sed 's/^/    /'
+    echo "--- slurmctld.log and slurmd.log (tail)"
+    tail -20 "$S/log/slurmctld.log" 2> /dev/null | sed 's/^/    /'
+    tail -20 "$S/log/slurmd.log" 2> /dev/null | sed 's/^/    /'
+  fi
 done
 
 # A rank killed with SIGKILL: srun -K1 ends the step, the job fails, no requeue.
