@@ -98,20 +98,19 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
         monitor_->targets_file().empty()
             ? ""
             : ", every rank's in " + monitor_->targets_file() + " (Prometheus file_sd)"));
+  // control.address and the trigger file: the run directory, or the V-cycle's top one.
+  const std::string& control_dir = opt_.control_dir.empty() ? opt_.run_dir : opt_.control_dir;
   plane_ = std::make_unique<ControlPlane>(
-      cfg_, world_, opt_.control_dir.empty() ? opt_.run_dir : opt_.control_dir,
-      layout_name(*mesh_, cfg_.parallel.zero), monitor_ ? &monitor_->live() : nullptr,
-      opt_.control_endpoint);
+      cfg_, world_, control_dir, layout_name(*mesh_, cfg_.parallel.zero),
+      monitor_ ? &monitor_->live() : nullptr, opt_.control_endpoint);
   if (plane_->serving()) {
-    const std::string& top = opt_.control_dir.empty() ? opt_.run_dir : opt_.control_dir;
     say(fmt::format("control: sparta.v1.Control at {} (sparta-top {})", plane_->address(),
-                    top.empty() ? plane_->address() : top));
+                    control_dir.empty() ? plane_->address() : control_dir));
   }
   // After MPI and NCCL initialisation, which may install handlers of their own.
   signals_ = std::make_unique<SignalHandlers>(signal_number(cfg_.control.checkpoint_signal),
                                               world_.rank == 0 && !opt_.quiet);
   std::string trigger = cfg_.control.trigger_file;
-  const std::string& control_dir = opt_.control_dir.empty() ? opt_.run_dir : opt_.control_dir;
   if (trigger.empty() && !control_dir.empty())
     trigger = (fs::path(control_dir) / "control.request").string();
   if (trigger == "none") trigger.clear();
@@ -235,10 +234,9 @@ RunSummary Trainer::run_steps() {
   if (stop_at >= 0 && ckpt_dir.empty())
     SPARTA_USAGE_ERROR("--stop-at-step needs a place to save: give --run-dir or checkpoint.dir");
   sum.start_step = start;
-  sum.tokens_per_step = static_cast<double>(cfg_.train.batch_size * cfg_.model.seq_len *
-                                            cfg_.train.grad_accum * groups_->data_size);
   const double tokens_per_step = static_cast<double>(cfg_.train.batch_size * cfg_.model.seq_len *
                                                      cfg_.train.grad_accum * groups_->data_size);
+  sum.tokens_per_step = tokens_per_step;
   const EvalResult uni = unigram_baseline();
   sum.unigram_val_loss = uni.loss;
   sum.unigram_val_bpb = uni.bpb;
