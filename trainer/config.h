@@ -107,6 +107,7 @@ struct MultilevelSection {
   double coarse_fraction = 0.45;  // the coarsest level
   double up_fraction = 0.2;       // each intermediate level on the way up (levels > 2)
   double lr_scale = 4.0;          // level k trains at optim.lr * lr_scale^k
+  int64_t warmup_steps = 0;       // warmup of each phase after the first (0: the spec, none)
 };
 
 struct Config {

@@ -272,6 +272,9 @@ std::vector<Key> build_schema() {
            "gets the rest)");
   add_real("multilevel", "lr_scale", REF(multilevel.lr_scale), 0.0, 1e3,
            "level k trains at optim.lr * lr_scale^k");
+  add_int("multilevel", "warmup_steps", REF(multilevel.warmup_steps), 0, 1000000000,
+          "linear warmup of every phase after the first, from a fresh AdamW (0: none, as the "
+          "authors' recipe; the first phase uses optim.warmup_steps)");
 #undef REF
   return keys;
 }

@@ -67,8 +67,14 @@ check "stop: same final FLOPs" [ "$(tail -1 "$W/ref/multilevel.jsonl" | python3 
 
 # Width and depth on a Mix-LN model: 4 layers, 2 Post-LN (the pairs (0,1) and (2,3) stay whole).
 "$bin/sparta-train" "${base[@]}" --set model.n_layers=4 --set model.mixln_post_layers=2 \
-  --set multilevel.mode=both --set train.steps=60 --run-dir "$W/both" > "$W/both.log" 2>&1
+  --set multilevel.mode=both --set train.steps=60 --set multilevel.warmup_steps=7 \
+  --run-dir "$W/both" > "$W/both.log" 2>&1
 check "both: exit 0 (got $?)" [ $? -eq 0 ]
+warmups() { python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["optim"]["warmup_steps"])' "$1"; }
+check "both: phase 1 warms up for optim.warmup_steps (2 in tiny.toml)" \
+  [ "$(warmups "$W/both/phase-1-level-0/config.toml")" = 2 ]
+check "both: the later phases for multilevel.warmup_steps" \
+  [ "$(warmups "$W/both/phase-2-level-1/config.toml") $(warmups "$W/both/phase-3-level-0/config.toml")" = "7 7" ]
 check "both: 2 layers x d_model 16" grep -q "phase 2 level 1: .*(2 layers x d_model 16" "$W/both.log"
 check "both: 1 Post-LN + 1 Pre-LN" grep -q "1 Post-LN + 1 Pre-LN layers" "$W/both.log"
 

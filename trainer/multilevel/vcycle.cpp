@@ -137,7 +137,7 @@ std::vector<Phase> plan_vcycle(const Config& cfg) {
                                        : "up_fraction");
     p.first_step = at;
     p.lr = cfg.optim.lr * std::pow(ml.lr_scale, p.level);
-    p.warmup = i == 0 ? std::min(cfg.optim.warmup_steps, p.steps) : 0;
+    p.warmup = std::min(i == 0 ? cfg.optim.warmup_steps : ml.warmup_steps, p.steps);
     p.dir = fmt::format("phase-{}-level-{}", i + 1, p.level);
     at += p.steps;
     phases.push_back(std::move(p));

@@ -4,9 +4,10 @@
 //   (coarse_fraction) -> D + I -> level L-2 (up_fraction) -> ... -> D + I -> level 0 (the rest).
 // C coalesces the phase's final model; D + I de-coalesces it and interpolates with the model
 // that left that level on the way down (alpha). Every phase starts a fresh optimizer and LR
-// schedule (the spec's default): level k peaks at optim.lr * lr_scale^k, only the first phase
-// warms up. Each phase is an ordinary run directory, RUN_DIR/phase-P-level-K/ (config.toml,
-// metrics.jsonl, status, checkpoints/: its final one is the boundary state); the training
+// schedule (the spec's default): level k peaks at optim.lr * lr_scale^k; the first phase warms
+// up for optim.warmup_steps, every later one for multilevel.warmup_steps (0 in the spec). Each
+// phase is an ordinary run directory, RUN_DIR/phase-P-level-K/ (config.toml, metrics.jsonl,
+// status, checkpoints/: its final one is the boundary state); the training
 // windows continue across phases (a phase's step s reads global step first_step + s). A stop
 // inside a phase ends the run with that phase's exit code; --resume auto skips the finished
 // phases and resumes the first unfinished one, so the cycle resumes bit-exactly.
