@@ -2,7 +2,7 @@
 """Reads bench/vcycle_compare.sh's runs and prints, per seed and averaged: the baseline's final
 validation loss L*; the FLOPs and training wall time (steps only: the sum of step_ms, evaluation
 excluded) at which each run first reaches L* (the V-cycle only in its last phase, on the full
-model); the saving; and the V-cycle's final loss against the baseline's at the V-cycle's total
+model; linear between the two evaluations around the crossing); the saving; and the V-cycle's final loss against the baseline's at the V-cycle's total
 FLOPs (the baseline's evaluations interpolated linearly in FLOPs).
 usage: vcycle_report.py OUT_DIR SEED..."""
 import json, os, sys
@@ -27,9 +27,15 @@ def curve(run_dir, flops_per_step, first_step=0, flops0=0.0, ms0=0.0):
 
 
 def first_reach(points, target):
+    """The first crossing of target, linear between the two evaluations around it."""
+    prev = None
     for f, ms, v in points:
         if v <= target:
-            return f, ms
+            if prev is None or prev[2] == v:
+                return f, ms
+            t = (prev[2] - target) / (prev[2] - v)
+            return prev[0] + t * (f - prev[0]), prev[1] + t * (ms - prev[1])
+        prev = (f, ms, v)
     return None, None
 
 
