@@ -11,6 +11,15 @@ set -uo pipefail
 bin=$1
 src=$2
 fx="$src/tests/fixtures/v1"  # the set made with commit aa6273f
+# Byte-identical checkpoints need the BLAS kernel the fixtures were made with: each OpenBLAS
+# kernel family sums in its own order, and sparta-train picks SkylakeX on AVX-512 CPUs and
+# Haswell on AVX2 ones (kernels/blas.h). The v1 set was made with Haswell (an AMD EPYC VM), which
+# every AVX2 CPU runs.
+if ! grep -qw avx2 /proc/cpuinfo || ! grep -qw fma /proc/cpuinfo; then
+  echo "SKIP: the v1 fixtures need OpenBLAS's Haswell kernel (AVX2 + FMA), which this CPU lacks"
+  exit 77
+fi
+export OPENBLAS_CORETYPE=Haswell
 work=$(mktemp -d /tmp/sparta-fixture-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 pass=0
