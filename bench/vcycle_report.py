@@ -2,8 +2,9 @@
 """Reads bench/vcycle_compare.sh's runs and prints, per seed and averaged: the baseline's final
 validation loss L*; the FLOPs and training wall time (steps only: the sum of step_ms, evaluation
 excluded) at which each run first reaches L* (the V-cycle only in its last phase, on the full
-model; linear between the two evaluations around the crossing); the saving; and the V-cycle's final loss against the baseline's at the V-cycle's total
-FLOPs (the baseline's evaluations interpolated linearly in FLOPs).
+model; linear between the two evaluations around the crossing); the saving; and the V-cycle's
+final loss against the baseline's at the V-cycle's total FLOPs (the baseline's evaluations
+interpolated linearly in FLOPs).
 usage: vcycle_report.py OUT_DIR SEED..."""
 import json, os, sys
 

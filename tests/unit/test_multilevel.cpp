@@ -137,6 +137,21 @@ void expect_same_state(const ml::ModelState& a, const ml::ModelState& b, const s
   }
 }
 
+// T3 and T10: the large model's logits (`ll`) are the small one's (`ls`) to rounding, and in
+// MoE models the same experts chose the same tokens in the last forward of each.
+void expect_same_function(const Transformer& s, const Transformer& l, const std::vector<float>& ls,
+                          const std::vector<float>& ll, const std::string& what) {
+  double scale = 0;
+  for (float v : ls) scale = std::max(scale, static_cast<double>(std::abs(v)));
+  EXPECT_LT(max_diff(ls, ll), 2e-5 * std::max(1.0, scale)) << what;
+  EXPECT_GT(scale, 0.1) << what;  // logits that say something
+  if (s.config().moe_experts == 0) return;
+  const auto a = s.moe_stats(), b = l.moe_stats();
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_EQ(a[i].expert_tokens, b[i].expert_tokens) << what << " layer " << i;
+}
+
 TEST(Multilevel, CoalesceOfDecoalesceIsTheIdentityForEveryKindAndMode) {  // T2
   for (const auto& k : kinds())
     for (const auto mode : {ml::Mode::width, ml::Mode::depth, ml::Mode::both})
@@ -167,17 +182,8 @@ TEST(Multilevel, WidthDecoalescingPreservesTheLogits) {  // T3, T4 (through the 
     Transformer s(small, 2, kernels::Device::cpu(), 21);
     Transformer l(k.cfg, 2, kernels::Device::cpu(), 22);
     ml::load_state(l, ml::decoalesce(k.cfg, ml::model_state(s), o));
-    const auto ls = logits(s), ll = logits(l);
-    double scale = 0;
-    for (float v : ls) scale = std::max(scale, static_cast<double>(std::abs(v)));
-    EXPECT_LT(max_diff(ls, ll), 2e-5 * std::max(1.0, scale)) << k.name;
-    EXPECT_GT(scale, 0.1) << k.name;  // logits that say something
-    if (k.cfg.moe_experts > 0) {  // T10: the same experts chose the same tokens
-      const auto a = s.moe_stats(), b = l.moe_stats();
-      ASSERT_EQ(a.size(), b.size());
-      for (size_t i = 0; i < a.size(); ++i)
-        EXPECT_EQ(a[i].expert_tokens, b[i].expert_tokens) << k.name;
-    }
+    const auto ls = logits(s);
+    expect_same_function(s, l, ls, logits(l), k.name);
     if (k.cfg.norm_placement == models::NormPlacement::pre && !k.cfg.tie_embeddings &&
         k.cfg.moe_experts == 0) {
       // Regression: the authors' halved embeddings are not function-preserving for Pre-LN.
@@ -193,11 +199,15 @@ TEST(Multilevel, WidthDecoalescingPreservesTheLogits) {  // T3, T4 (through the 
 // 2 Post-LN layers): the sums are 256 wide here, not 8, so rounding has more room than in the
 // toy models. The dense default's d_ff 683 cannot be halved; its V-cycle runs use 684. The
 // shipped UoE has one head per attention expert, so its width cannot be halved (refused).
+ModelConfig shipped_model(const std::string& file) {  // configs/FILE at the corpus's vocabulary
+  return trainer::load_config(std::string(SPARTA_SOURCE_DIR) + "/configs/" + file,
+                              {"model.vocab_size=4096"})
+      .model;
+}
+
 TEST(Multilevel, WidthDecoalescingPreservesTheLogitsAtTheShippedShapes) {  // T3, T10
   for (const char* file : {"rmoe.toml", "default.toml", "moe.toml"}) {
-    ModelConfig c = trainer::load_config(std::string(SPARTA_SOURCE_DIR) + "/configs/" + file,
-                                         {"model.vocab_size=4096"})
-                        .model;
+    ModelConfig c = shipped_model(file);
     if (c.d_ff % 2 != 0) c.d_ff += 1;
     ml::MapOptions o;
     o.mode = ml::Mode::width;
@@ -210,27 +220,14 @@ TEST(Multilevel, WidthDecoalescingPreservesTheLogitsAtTheShippedShapes) {  // T3
     const double loss_s = s.forward_loss(), loss_l = l.forward_loss();
     EXPECT_NEAR(loss_s, loss_l, 1e-5 * loss_s) << file;
     const auto ts = host_copy(s.token_losses()), tl = host_copy(l.token_losses());
-    for (size_t i = 0; i < ts.size(); ++i) ASSERT_NEAR(ts[i], tl[i], 2e-5 * ts[i]) << file << " " << i;
-    const auto ls = logits(s, 42), ll = logits(l, 42);
-    double scale = 0;
-    for (float v : ls) scale = std::max(scale, static_cast<double>(std::abs(v)));
-    EXPECT_GT(scale, 0.1) << file;
-    EXPECT_LT(max_diff(ls, ll), 2e-5 * std::max(1.0, scale)) << file;
-    if (c.moe_experts > 0) {
-      const auto a = s.moe_stats(), b = l.moe_stats();
-      ASSERT_EQ(a.size(), b.size()) << file;
-      for (size_t i = 0; i < a.size(); ++i)
-        EXPECT_EQ(a[i].expert_tokens, b[i].expert_tokens) << file << " layer " << i;
-    }
+    for (size_t i = 0; i < ts.size(); ++i)
+      ASSERT_NEAR(ts[i], tl[i], 2e-5 * ts[i]) << file << " " << i;
+    const auto ls = logits(s, 42);
+    expect_same_function(s, l, ls, logits(l, 42), file);
   }
   ml::MapOptions w;
   w.mode = ml::Mode::width;
-  EXPECT_THROW((void)ml::small_config(trainer::load_config(std::string(SPARTA_SOURCE_DIR) +
-                                                               "/configs/uoe.toml",
-                                                           {"model.vocab_size=4096"})
-                                          .model,
-                                      w),
-               Error);
+  EXPECT_THROW((void)ml::small_config(shipped_model("uoe.toml"), w), Error);
 }
 
 TEST(Multilevel, DepthDecoalescingCopiesLayersButChangesTheFunction) {  // T6
