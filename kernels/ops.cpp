@@ -185,26 +185,65 @@ void merge_heads_backward(Tensor dmo, Tensor dout) {
   SPARTA_DISPATCH(dmo.device, merge_heads_backward(dmo.f32(), dout.f32(), B, T, H, D));
 }
 
-void attention_forward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v, bool causal) {
+void attention_forward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v, const AttnMask& m) {
   same_device("attention_forward", {&o, &lse, &q, &k, &v});
-  SPARTA_CHECK(q.ndim == 4, "attention_forward: q must be [B,H,T,D], got {}", q.shape_str());
-  const int64_t BH = q.dim(0) * q.dim(1), T = q.dim(2), D = q.dim(3);
-  for (const Tensor* t : {&o, &k, &v}) expect_numel("attention_forward", "o/k/v", *t, q.numel());
-  expect_numel("attention_forward", "lse", lse, BH * T);
+  SPARTA_CHECK(q.ndim == 4 && k.ndim == 4,
+               "attention_forward: q and k must be [B,H,T,D], got {} {}", q.shape_str(),
+               k.shape_str());
+  const int64_t BH = q.dim(0) * q.dim(1), Tq = q.dim(2), Tk = k.dim(2), D = q.dim(3);
+  SPARTA_CHECK(k.dim(0) * k.dim(1) == BH && k.dim(3) == D,
+               "attention_forward: k {} does not match q {}", k.shape_str(), q.shape_str());
+  SPARTA_CHECK(0 <= m.q_begin && m.q_begin <= m.q_end && m.q_end <= Tq && 0 <= m.k_begin &&
+                   m.k_begin <= m.k_end && m.k_end <= Tk,
+               "attention_forward: mask window q [{}, {}) k [{}, {}) outside Tq {} Tk {}",
+               m.q_begin, m.q_end, m.k_begin, m.k_end, Tq, Tk);
+  expect_numel("attention_forward", "o", o, q.numel());
+  expect_numel("attention_forward", "v", v, k.numel());
+  expect_numel("attention_forward", "lse", lse, BH * Tq);
   SPARTA_DISPATCH(
-      q.device, attention_forward(o.f32(), lse.f32(), q.f32(), k.f32(), v.f32(), BH, T, D, causal));
+      q.device, attention_forward(o.f32(), lse.f32(), q.f32(), k.f32(), v.f32(), BH, Tq, Tk, D, m));
+}
+
+void attention_forward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v, bool causal) {
+  attention_forward(o, lse, q, k, v,
+                    causal ? AttnMask::causal(q.dim(2)) : AttnMask::full(q.dim(2), k.dim(2)));
+}
+
+void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
+                        Tensor o, Tensor lse, const AttnMask& m) {
+  same_device("attention_backward", {&dq, &dk, &dv, &dout, &q, &k, &v, &o, &lse});
+  const int64_t BH = q.dim(0) * q.dim(1), Tq = q.dim(2), Tk = k.dim(2), D = q.dim(3);
+  SPARTA_CHECK(k.ndim == 4 && k.dim(0) * k.dim(1) == BH && k.dim(3) == D,
+               "attention_backward: k {} does not match q {}", k.shape_str(), q.shape_str());
+  SPARTA_CHECK(0 <= m.q_begin && m.q_begin <= m.q_end && m.q_end <= Tq && 0 <= m.k_begin &&
+                   m.k_begin <= m.k_end && m.k_end <= Tk,
+               "attention_backward: mask window q [{}, {}) k [{}, {}) outside Tq {} Tk {}",
+               m.q_begin, m.q_end, m.k_begin, m.k_end, Tq, Tk);
+  for (const Tensor* t : {&dq, &dout, &o})
+    expect_numel("attention_backward", "q-sized", *t, q.numel());
+  for (const Tensor* t : {&dk, &dv, &v})
+    expect_numel("attention_backward", "k-sized", *t, k.numel());
+  expect_numel("attention_backward", "lse", lse, BH * Tq);
+  SPARTA_DISPATCH(q.device,
+                  attention_backward(dq.f32(), dk.f32(), dv.f32(), dout.f32(), q.f32(), k.f32(),
+                                     v.f32(), o.f32(), lse.f32(), BH, Tq, Tk, D, m));
 }
 
 void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
                         Tensor o, Tensor lse, bool causal) {
-  same_device("attention_backward", {&dq, &dk, &dv, &dout, &q, &k, &v, &o, &lse});
-  const int64_t BH = q.dim(0) * q.dim(1), T = q.dim(2), D = q.dim(3);
-  for (const Tensor* t : {&dq, &dk, &dv, &dout, &k, &v, &o})
-    expect_numel("attention_backward", "tensor", *t, q.numel());
-  expect_numel("attention_backward", "lse", lse, BH * T);
-  SPARTA_DISPATCH(q.device,
-                  attention_backward(dq.f32(), dk.f32(), dv.f32(), dout.f32(), q.f32(), k.f32(),
-                                     v.f32(), o.f32(), lse.f32(), BH, T, D, causal));
+  attention_backward(dq, dk, dv, dout, q, k, v, o, lse,
+                     causal ? AttnMask::causal(q.dim(2)) : AttnMask::full(q.dim(2), k.dim(2)));
+}
+
+void attention_merge(Tensor o, Tensor lse, Tensor o_part, Tensor lse_part) {
+  same_device("attention_merge", {&o, &lse, &o_part, &lse_part});
+  SPARTA_CHECK(o.ndim == 4, "attention_merge: o must be [B,H,T,D], got {}", o.shape_str());
+  const int64_t BH = o.dim(0) * o.dim(1), T = o.dim(2), D = o.dim(3);
+  expect_numel("attention_merge", "o_part", o_part, o.numel());
+  expect_numel("attention_merge", "lse", lse, BH * T);
+  expect_numel("attention_merge", "lse_part", lse_part, BH * T);
+  SPARTA_DISPATCH(o.device,
+                  attention_merge(o.f32(), lse.f32(), o_part.f32(), lse_part.f32(), BH, T, D));
 }
 
 void lm_head_xent(Tensor losses, Tensor logits_ws, Tensor hidden, Tensor wout, Tensor targets,

@@ -67,6 +67,16 @@ void merge_heads_backward(Tensor dmo, Tensor dout);
 void attention_forward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v, bool causal);
 void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
                         Tensor o, Tensor lse, bool causal);
+// Block attention (the ring's step): q, o [B,H,Tq,D] against k, v [B,H,Tk,D] over the pairs of
+// `m` (op_types.h). Rows without a visible key: o = 0, lse = -inf. The backward adds (+=) the
+// block's share of dq, dk, dv given the final o and lse of the whole attention.
+void attention_forward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v, const AttnMask& m);
+void attention_backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
+                        Tensor o, Tensor lse, const AttnMask& m);
+// Exact merge of two partial attentions of the same queries over disjoint key sets, by their
+// log-sum-exps (spec context-parallel-attention.md §4.2): o, lse [B,H,T,D], [B,H,T] <- merged.
+// A part with lse = -inf changes nothing; fp32 throughout.
+void attention_merge(Tensor o, Tensor lse, Tensor o_part, Tensor lse_part);
 
 // ---- LM head + softmax cross-entropy, fused ----------------------------------------------------
 // For each row n of hidden[N,C]: logits = hidden[n] · wout[V,C]^T, losses[n] = logsumexp(logits) -

@@ -80,37 +80,40 @@ void merge_heads_backward(float* dmo, const float* dout, int64_t B, int64_t T, i
 }
 
 void attention_forward(float* o, float* lse, const float* q, const float* k, const float* v,
-                       int64_t BH, int64_t T, int64_t D, bool causal) {
+                       int64_t BH, int64_t Tq, int64_t Tk, int64_t D, const AttnMask& msk) {
   SPARTA_CHECK(D <= kMaxD, "attention head dim {} > {}", D, kMaxD);
   const float sc = 1.0f / std::sqrt(static_cast<float>(D));
-  const int64_t nqb = (T + kBQ - 1) / kBQ;
+  const float ninf = -std::numeric_limits<float>::infinity();
+  const int64_t nqb = (Tq + kBQ - 1) / kBQ;
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
   for (int64_t bh = 0; bh < BH; ++bh) {
     for (int64_t qb = 0; qb < nqb; ++qb) {
-      const float* Q = q + bh * T * D;
-      const float* K = k + bh * T * D;
-      const float* Vv = v + bh * T * D;
-      const int64_t q0 = qb * kBQ, q1 = std::min(T, q0 + kBQ), nq = q1 - q0;
+      const float* Q = q + bh * Tq * D;
+      const float* K = k + bh * Tk * D;
+      const float* Vv = v + bh * Tk * D;
+      const int64_t q0 = qb * kBQ, q1 = std::min(Tq, q0 + kBQ), nq = q1 - q0;
       float m[kBQ], l[kBQ], s[kBQ * kBK];
       alignas(64) float acc[kBQ * kMaxD];
       for (int64_t i = 0; i < nq; ++i) {
-        m[i] = -std::numeric_limits<float>::infinity();
+        m[i] = ninf;
         l[i] = 0.0f;
         std::fill(acc + i * D, acc + (i + 1) * D, 0.0f);
       }
-      const int64_t kend = causal ? q1 : T;
-      for (int64_t k0 = 0; k0 < kend; k0 += kBK) {
+      // Keys any row of this block may see; rows outside [q_begin, q_end) see none.
+      const int64_t lo = std::max(q0, msk.q_begin), hi = std::min(q1, msk.q_end);
+      const int64_t kend = hi > lo ? std::min(msk.k_end, hi - 1 + msk.diag + 1) : msk.k_begin;
+      for (int64_t k0 = msk.k_begin; k0 < kend; k0 += kBK) {
         const int64_t k1 = std::min(kend, k0 + kBK), nk = k1 - k0;
-        for (int64_t i = 0; i < nq; ++i) {
+        for (int64_t i = lo - q0; i < hi - q0; ++i) {
           const int64_t qi = q0 + i;
-          const int64_t jmax = causal ? std::min(nk, qi - k0 + 1) : nk;  // keys j <= qi
+          const int64_t jmax = std::min(nk, qi + msk.diag - k0 + 1);  // keys j <= qi + diag
+          if (jmax <= 0) continue;
           float mx = m[i];
           float* si = s + i * kBK;
           for (int64_t j = 0; j < jmax; ++j) {
             si[j] = dot(Q + qi * D, K + (k0 + j) * D, D) * sc;
             mx = std::max(mx, si[j]);
           }
-          if (jmax <= 0) continue;
           const float corr = std::exp(m[i] - mx);  // exp(-inf) = 0 on the first block
           float* a = acc + i * D;
           float rowsum = 0.0f;
@@ -127,10 +130,15 @@ void attention_forward(float* o, float* lse, const float* q, const float* k, con
         }
       }
       for (int64_t i = 0; i < nq; ++i) {
+        float* out = o + (bh * Tq + q0 + i) * D;
+        if (l[i] == 0.0f) {  // no visible key: the merge identity
+          std::fill(out, out + D, 0.0f);
+          lse[bh * Tq + q0 + i] = ninf;
+          continue;
+        }
         const float inv = 1.0f / l[i];
-        float* out = o + (bh * T + q0 + i) * D;
         for (int64_t d = 0; d < D; ++d) out[d] = acc[i * D + d] * inv;
-        lse[bh * T + q0 + i] = m[i] + std::log(l[i]);
+        lse[bh * Tq + q0 + i] = m[i] + std::log(l[i]);
       }
     }
   }
@@ -138,27 +146,27 @@ void attention_forward(float* o, float* lse, const float* q, const float* k, con
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
                         const float* k, const float* v, const float* o, const float* lse,
-                        int64_t BH, int64_t T, int64_t D, bool causal) {
+                        int64_t BH, int64_t Tq, int64_t Tk, int64_t D, const AttnMask& msk) {
   SPARTA_CHECK(D <= kMaxD, "attention head dim {} > {}", D, kMaxD);
   const float sc = 1.0f / std::sqrt(static_cast<float>(D));
   // One (batch, head) per task: dK and dV rows receive contributions from every query block, so
   // splitting query blocks across threads would race.
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t bh = 0; bh < BH; ++bh) {
-    const int64_t off = bh * T * D;
-    const float *Q = q + off, *K = k + off, *Vv = v + off, *O = o + off, *dO = dout + off;
-    float *dQ = dq + off, *dK = dk + off, *dV = dv + off;
-    const float* L = lse + bh * T;
-    for (int64_t q0 = 0; q0 < T; q0 += kBQ) {
-      const int64_t q1 = std::min(T, q0 + kBQ), nq = q1 - q0;
+    const int64_t qoff = bh * Tq * D, koff = bh * Tk * D;
+    const float *Q = q + qoff, *K = k + koff, *Vv = v + koff, *O = o + qoff, *dO = dout + qoff;
+    float *dQ = dq + qoff, *dK = dk + koff, *dV = dv + koff;
+    const float* L = lse + bh * Tq;
+    for (int64_t q0 = msk.q_begin; q0 < msk.q_end; q0 += kBQ) {
+      const int64_t q1 = std::min(msk.q_end, q0 + kBQ), nq = q1 - q0;
       float delta[kBQ];  // rowsum(dO * O)
       for (int64_t i = 0; i < nq; ++i) delta[i] = dot(dO + (q0 + i) * D, O + (q0 + i) * D, D);
-      const int64_t kend = causal ? q1 : T;
-      for (int64_t k0 = 0; k0 < kend; k0 += kBK) {
+      const int64_t kend = std::min(msk.k_end, q1 - 1 + msk.diag + 1);
+      for (int64_t k0 = msk.k_begin; k0 < kend; k0 += kBK) {
         const int64_t k1 = std::min(kend, k0 + kBK), nk = k1 - k0;
         for (int64_t i = 0; i < nq; ++i) {
           const int64_t qi = q0 + i;
-          const int64_t jmax = causal ? std::min(nk, qi - k0 + 1) : nk;
+          const int64_t jmax = std::min(nk, qi + msk.diag - k0 + 1);
           const float* qrow = Q + qi * D;
           const float* dorow = dO + qi * D;
           float* dqrow = dQ + qi * D;
@@ -180,6 +188,27 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
         }
       }
     }
+  }
+}
+
+void attention_merge(float* o, float* lse, const float* o_part, const float* lse_part, int64_t BH,
+                     int64_t T, int64_t D) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < BH * T; ++r) {
+    const float a = lse[r], b = lse_part[r];
+    if (b == ninf) continue;  // nothing new (also covers two empty rows: stays 0, -inf)
+    float* out = o + r * D;
+    const float* part = o_part + r * D;
+    if (a == ninf) {
+      std::copy(part, part + D, out);
+      lse[r] = b;
+      continue;
+    }
+    const float mx = std::max(a, b), n = mx + std::log1p(std::exp(-std::fabs(a - b)));
+    const float wa = std::exp(a - n), wb = std::exp(b - n);
+    for (int64_t d = 0; d < D; ++d) out[d] = wa * out[d] + wb * part[d];
+    lse[r] = n;
   }
 }
 

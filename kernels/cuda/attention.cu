@@ -58,32 +58,34 @@ __device__ inline float warp_dot(const float* a_lane, const float* b, int64_t D,
 }
 
 __global__ void attn_fwd_k(float* o, float* lse, const float* q, const float* k, const float* v,
-                           int64_t T, int64_t D, bool causal, float sc) {
+                           int64_t Tq, int64_t Tk, int64_t D, AttnMask msk, float sc) {
   const int64_t i = blockIdx.x * int64_t{kThreads / 32} + threadIdx.x / 32;
   const int64_t bh = blockIdx.y;
   const int lane = threadIdx.x % 32;
-  if (i >= T) return;
-  const int64_t base = bh * T * D;
+  if (i >= Tq) return;
+  const int64_t qbase = bh * Tq * D, kbase = bh * Tk * D;
   float qr[kMaxPerLane], acc[kMaxPerLane];
   int r = 0;
   for (int64_t d = lane; d < D; d += 32, ++r) {
-    qr[r] = q[base + i * D + d];
+    qr[r] = q[qbase + i * D + d];
     acc[r] = 0.0f;
   }
   float m = -FLT_MAX, l = 0.0f;
-  const int64_t jend = causal ? i + 1 : T;
-  for (int64_t j = 0; j < jend; ++j) {
-    const float s = warp_dot(qr, k + base + j * D, D, lane) * sc;
+  const bool row = i >= msk.q_begin && i < msk.q_end;
+  const int64_t jend = row ? min(msk.k_end, i + msk.diag + 1) : msk.k_begin;
+  for (int64_t j = msk.k_begin; j < jend; ++j) {
+    const float s = warp_dot(qr, k + kbase + j * D, D, lane) * sc;
     const float mn = fmaxf(m, s);
     const float corr = __expf(m - mn), p = __expf(s - mn);
     l = l * corr + p;
     r = 0;
-    for (int64_t d = lane; d < D; d += 32, ++r) acc[r] = acc[r] * corr + p * v[base + j * D + d];
+    for (int64_t d = lane; d < D; d += 32, ++r) acc[r] = acc[r] * corr + p * v[kbase + j * D + d];
     m = mn;
   }
+  const bool empty = l == 0.0f;  // no visible key: the merge identity (0, -inf)
   r = 0;
-  for (int64_t d = lane; d < D; d += 32, ++r) o[base + i * D + d] = acc[r] / l;
-  if (lane == 0) lse[bh * T + i] = m + logf(l);
+  for (int64_t d = lane; d < D; d += 32, ++r) o[qbase + i * D + d] = empty ? 0.0f : acc[r] / l;
+  if (lane == 0) lse[bh * Tq + i] = empty ? -INFINITY : m + logf(l);
 }
 
 __global__ void attn_delta_k(float* delta, const float* dout, const float* o, int64_t T,
@@ -100,64 +102,85 @@ __global__ void attn_delta_k(float* delta, const float* dout, const float* o, in
 }
 
 __global__ void attn_dq_k(float* dq, const float* dout, const float* q, const float* k,
-                          const float* v, const float* lse, const float* delta, int64_t T,
-                          int64_t D, bool causal, float sc) {
+                          const float* v, const float* lse, const float* delta, int64_t Tq,
+                          int64_t Tk, int64_t D, AttnMask msk, float sc) {
   const int64_t i = blockIdx.x * int64_t{kThreads / 32} + threadIdx.x / 32;
   const int64_t bh = blockIdx.y;
   const int lane = threadIdx.x % 32;
-  if (i >= T) return;
-  const int64_t base = bh * T * D;
+  if (i < msk.q_begin || i >= msk.q_end || i >= Tq) return;
+  const int64_t qbase = bh * Tq * D, kbase = bh * Tk * D;
   float qr[kMaxPerLane], dor[kMaxPerLane], acc[kMaxPerLane];
   int r = 0;
   for (int64_t d = lane; d < D; d += 32, ++r) {
-    qr[r] = q[base + i * D + d];
-    dor[r] = dout[base + i * D + d];
+    qr[r] = q[qbase + i * D + d];
+    dor[r] = dout[qbase + i * D + d];
     acc[r] = 0.0f;
   }
-  const float L = lse[bh * T + i], dl = delta[bh * T + i];
-  const int64_t jend = causal ? i + 1 : T;
-  for (int64_t j = 0; j < jend; ++j) {
-    const float p = __expf(warp_dot(qr, k + base + j * D, D, lane) * sc - L);
-    const float dp = warp_dot(dor, v + base + j * D, D, lane);
+  const float L = lse[bh * Tq + i], dl = delta[bh * Tq + i];
+  const int64_t jend = min(msk.k_end, i + msk.diag + 1);
+  for (int64_t j = msk.k_begin; j < jend; ++j) {
+    const float p = __expf(warp_dot(qr, k + kbase + j * D, D, lane) * sc - L);
+    const float dp = warp_dot(dor, v + kbase + j * D, D, lane);
     const float ds = p * (dp - dl) * sc;
     r = 0;
-    for (int64_t d = lane; d < D; d += 32, ++r) acc[r] += ds * k[base + j * D + d];
+    for (int64_t d = lane; d < D; d += 32, ++r) acc[r] += ds * k[kbase + j * D + d];
   }
   r = 0;
-  for (int64_t d = lane; d < D; d += 32, ++r) dq[base + i * D + d] += acc[r];
+  for (int64_t d = lane; d < D; d += 32, ++r) dq[qbase + i * D + d] += acc[r];
 }
 
 __global__ void attn_dkdv_k(float* dk, float* dv, const float* dout, const float* q, const float* k,
-                            const float* v, const float* lse, const float* delta, int64_t T,
-                            int64_t D, bool causal, float sc) {
+                            const float* v, const float* lse, const float* delta, int64_t Tq,
+                            int64_t Tk, int64_t D, AttnMask msk, float sc) {
   const int64_t j = blockIdx.x * int64_t{kThreads / 32} + threadIdx.x / 32;
   const int64_t bh = blockIdx.y;
   const int lane = threadIdx.x % 32;
-  if (j >= T) return;
-  const int64_t base = bh * T * D;
+  if (j < msk.k_begin || j >= msk.k_end || j >= Tk) return;
+  const int64_t qbase = bh * Tq * D, kbase = bh * Tk * D;
   float kr[kMaxPerLane], vr[kMaxPerLane], dka[kMaxPerLane], dva[kMaxPerLane];
   int r = 0;
   for (int64_t d = lane; d < D; d += 32, ++r) {
-    kr[r] = k[base + j * D + d];
-    vr[r] = v[base + j * D + d];
+    kr[r] = k[kbase + j * D + d];
+    vr[r] = v[kbase + j * D + d];
     dka[r] = 0.0f;
     dva[r] = 0.0f;
   }
-  for (int64_t i = causal ? j : 0; i < T; ++i) {
-    const float p = __expf(warp_dot(kr, q + base + i * D, D, lane) * sc - lse[bh * T + i]);
-    const float dp = warp_dot(vr, dout + base + i * D, D, lane);
-    const float ds = p * (dp - delta[bh * T + i]) * sc;
+  for (int64_t i = max(msk.q_begin, j - msk.diag); i < msk.q_end; ++i) {  // queries seeing j
+    const float p = __expf(warp_dot(kr, q + qbase + i * D, D, lane) * sc - lse[bh * Tq + i]);
+    const float dp = warp_dot(vr, dout + qbase + i * D, D, lane);
+    const float ds = p * (dp - delta[bh * Tq + i]) * sc;
     r = 0;
     for (int64_t d = lane; d < D; d += 32, ++r) {
-      dva[r] += p * dout[base + i * D + d];
-      dka[r] += ds * q[base + i * D + d];
+      dva[r] += p * dout[qbase + i * D + d];
+      dka[r] += ds * q[qbase + i * D + d];
     }
   }
   r = 0;
   for (int64_t d = lane; d < D; d += 32, ++r) {
-    dk[base + j * D + d] += dka[r];
-    dv[base + j * D + d] += dva[r];
+    dk[kbase + j * D + d] += dka[r];
+    dv[kbase + j * D + d] += dva[r];
   }
+}
+
+// One warp per (bh, row): the row's weights are computed once, lane 0 writes its lse after the
+// whole warp has read it.
+__global__ void attn_merge_k(float* o, float* lse, const float* o_part, const float* lse_part,
+                             int64_t T, int64_t D) {
+  const int64_t i = blockIdx.x * int64_t{kThreads / 32} + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (i >= T) return;
+  const int64_t r = blockIdx.y * T + i;
+  const float a = lse[r], b = lse_part[r];
+  if (b == -INFINITY) return;  // nothing new (also two empty rows: stays 0, -inf)
+  float wa = 0.0f, wb = 1.0f, n = b;
+  if (a != -INFINITY) {
+    n = fmaxf(a, b) + log1pf(expf(-fabsf(a - b)));
+    wa = expf(a - n);
+    wb = expf(b - n);
+  }
+  for (int64_t d = lane; d < D; d += 32) o[r * D + d] = wa * o[r * D + d] + wb * o_part[r * D + d];
+  __syncwarp();
+  if (lane == 0) lse[r] = n;
 }
 
 dim3 row_grid(int64_t BH, int64_t T) {
@@ -187,24 +210,30 @@ void merge_heads_backward(float* dmo, const float* dout, int64_t B, int64_t T, i
 }
 
 void attention_forward(float* o, float* lse, const float* q, const float* k, const float* v,
-                       int64_t BH, int64_t T, int64_t D, bool causal) {
+                       int64_t BH, int64_t Tq, int64_t Tk, int64_t D, const AttnMask& m) {
   if (D > 32 * kMaxPerLane) fail(__FILE__, __LINE__, "attention_forward", "head dim > 256");
   const float sc = 1.0f / sqrtf(static_cast<float>(D));
-  attn_fwd_k<<<row_grid(BH, T), kThreads>>>(o, lse, q, k, v, T, D, causal, sc);
+  attn_fwd_k<<<row_grid(BH, Tq), kThreads>>>(o, lse, q, k, v, Tq, Tk, D, m, sc);
   SPARTA_CUDA_LAUNCHED();
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
                         const float* k, const float* v, const float* o, const float* lse,
-                        int64_t BH, int64_t T, int64_t D, bool causal) {
+                        int64_t BH, int64_t Tq, int64_t Tk, int64_t D, const AttnMask& m) {
   if (D > 32 * kMaxPerLane) fail(__FILE__, __LINE__, "attention_backward", "head dim > 256");
   const float sc = 1.0f / sqrtf(static_cast<float>(D));
-  auto* delta = static_cast<float*>(scratch(static_cast<size_t>(BH * T) * sizeof(float)));
-  attn_delta_k<<<row_grid(BH, T), kThreads>>>(delta, dout, o, T, D);
+  auto* delta = static_cast<float*>(scratch(static_cast<size_t>(BH * Tq) * sizeof(float)));
+  attn_delta_k<<<row_grid(BH, Tq), kThreads>>>(delta, dout, o, Tq, D);
   SPARTA_CUDA_LAUNCHED();
-  attn_dq_k<<<row_grid(BH, T), kThreads>>>(dq, dout, q, k, v, lse, delta, T, D, causal, sc);
+  attn_dq_k<<<row_grid(BH, Tq), kThreads>>>(dq, dout, q, k, v, lse, delta, Tq, Tk, D, m, sc);
   SPARTA_CUDA_LAUNCHED();
-  attn_dkdv_k<<<row_grid(BH, T), kThreads>>>(dk, dv, dout, q, k, v, lse, delta, T, D, causal, sc);
+  attn_dkdv_k<<<row_grid(BH, Tk), kThreads>>>(dk, dv, dout, q, k, v, lse, delta, Tq, Tk, D, m, sc);
+  SPARTA_CUDA_LAUNCHED();
+}
+
+void attention_merge(float* o, float* lse, const float* o_part, const float* lse_part, int64_t BH,
+                     int64_t T, int64_t D) {
+  attn_merge_k<<<row_grid(BH, T), kThreads>>>(o, lse, o_part, lse_part, T, D);
   SPARTA_CUDA_LAUNCHED();
 }
 

@@ -151,6 +151,52 @@ OpCase heads_attention(bool causal) {
           }};
 }
 
+// The ring's block steps (kernels/op_types.h AttnMask): a causal attention as two key windows
+// merged by their log-sum-exps (the second leaves rows [0, T/3) empty: -inf, the merge's
+// identity), both windows' backwards through the merged (o, lse); and a rectangular block (fewer
+// queries than keys, the causal cut offset by diag).
+OpCase block_attention() {
+  const int64_t Bn = 2, H = 2, T = 77, Tq = 30, D = 40, h = T / 2, third = T / 3;
+  auto in = [] {
+    return std::tuple{randn({Bn, H, T, D}, 52),  randn({Bn, H, T, D}, 53),
+                      randn({Bn, H, T, D}, 54),  randn({Bn, H, T, D}, 55),
+                      randn({Bn, H, Tq, D}, 56), randn({Bn, H, Tq, D}, 57)};
+  };
+  const k::AttnMask first{0, T, 0, h, 0}, second{third, T, h, T, 0}, rect{0, Tq, 0, T, 40};
+  return {"block_attention", "B2_H2_T77_D40_windows_merge_rect", k::DType::f32,
+          [=](B& be) {
+            auto [hq, hk, hv, hdy, hqr, hdyr] = in();
+            const Tensor q = be.put(hq), kk = be.put(hk), v = be.put(hv), dy = be.put(hdy),
+                         qr = be.put(hqr), dyr = be.put(hdyr);
+            const Tensor o = be.zeros({Bn, H, T, D}), lse = be.zeros({Bn, H, T}),
+                         op = be.zeros({Bn, H, T, D}), lp = be.zeros({Bn, H, T});
+            k::attention_forward(o, lse, q, kk, v, first);
+            k::attention_forward(op, lp, q, kk, v, second);
+            k::attention_merge(o, lse, op, lp);
+            const Tensor dq = be.zeros({Bn, H, T, D}), dk = be.zeros({Bn, H, T, D}),
+                         dv = be.zeros({Bn, H, T, D});
+            k::attention_backward(dq, dk, dv, dy, q, kk, v, o, lse, first);
+            k::attention_backward(dq, dk, dv, dy, q, kk, v, o, lse, second);
+            const Tensor ro = be.zeros({Bn, H, Tq, D}), rl = be.zeros({Bn, H, Tq}),
+                         rdq = be.zeros({Bn, H, Tq, D}), rdk = be.zeros({Bn, H, T, D}),
+                         rdv = be.zeros({Bn, H, T, D});
+            k::attention_forward(ro, rl, qr, kk, v, rect);
+            k::attention_backward(rdq, rdk, rdv, dyr, qr, kk, v, ro, rl, rect);
+            return Outs{{"o", B::get(o), kTol},         {"lse", B::get(lse), kTol},
+                        {"dq", B::get(dq), 1e-4},       {"dk", B::get(dk), 1e-4},
+                        {"dv", B::get(dv), 1e-4},       {"rect_o", B::get(ro), kTol},
+                        {"rect_lse", B::get(rl), kTol}, {"rect_dq", B::get(rdq), 1e-4},
+                        {"rect_dk", B::get(rdk), 1e-4}, {"rect_dv", B::get(rdv), 1e-4}};
+          },
+          [=] {
+            auto [hq, hk, hv, hdy, hqr, hdyr] = in();
+            const auto [ro, rl] = ref::attention(hq.d(), hk.d(), hv.d(), Bn * H, T, D, true);
+            const auto [xo, xl] =
+                ref::block_attention(hqr.d(), hk.d(), hv.d(), Bn * H, Tq, T, D, 0, Tq, 0, T, 40);
+            return Refs{{"o", ro}, {"lse", rl}, {"rect_o", xo}, {"rect_lse", xl}};
+          }};
+}
+
 HostI32 xent_targets(int64_t N, int64_t V) {
   HostI32 tgt({N});
   for (size_t i = 0; i < tgt.v.size(); ++i)
@@ -243,9 +289,10 @@ OpCase elementwise_adamw() {
 }  // namespace
 
 std::vector<OpCase> dense_op_cases() {
-  return {matmul(),       embedding_rope(),      norms(),
-          activations(),  heads_attention(true), heads_attention(false),
-          lm_head_xent(), vocab_parallel(),      elementwise_adamw()};
+  return {matmul(),           embedding_rope(),      norms(),
+          activations(),      heads_attention(true), heads_attention(false),
+          block_attention(),  lm_head_xent(),        vocab_parallel(),
+          elementwise_adamw()};
 }
 
 }  // namespace sparta::test

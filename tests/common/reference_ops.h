@@ -2,6 +2,7 @@
 // fusion. Tests compare the fp32 CPU ops against these, and take finite differences of them.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -109,6 +110,37 @@ inline std::pair<Vec, Vec> attention(const Vec& q, const Vec& k, const Vec& v, i
         o[(bh * T + i) * D + e] = acc;
       }
       lse[bh * T + i] = mx + std::log(z);
+    }
+  return {o, lse};
+}
+
+// Block attention over a mask window (kernels/op_types.h AttnMask): query i of [BH, Tq, D] sees
+// key j of [BH, Tk, D] iff qb <= i < qe, kb <= j < ke and j <= i + diag. Rows with no visible
+// key: o = 0, lse = -inf. Returns (o, lse).
+inline std::pair<Vec, Vec> block_attention(const Vec& q, const Vec& k, const Vec& v, int64_t BH,
+                                           int64_t Tq, int64_t Tk, int64_t D, int64_t qb,
+                                           int64_t qe, int64_t kb, int64_t ke, int64_t diag) {
+  Vec o(static_cast<size_t>(BH * Tq * D), 0.0),
+      lse(static_cast<size_t>(BH * Tq), -std::numeric_limits<double>::infinity());
+  const double sc = 1.0 / std::sqrt(static_cast<double>(D));
+  std::vector<double> s(static_cast<size_t>(Tk));
+  for (int64_t bh = 0; bh < BH; ++bh)
+    for (int64_t i = qb; i < qe; ++i) {
+      const int64_t jend = std::min(ke, i + diag + 1);
+      if (jend <= kb) continue;
+      double mx = -std::numeric_limits<double>::infinity();
+      for (int64_t j = kb; j < jend; ++j) {
+        double d = 0;
+        for (int64_t e = 0; e < D; ++e) d += q[(bh * Tq + i) * D + e] * k[(bh * Tk + j) * D + e];
+        s[j] = d * sc;
+        mx = std::max(mx, s[j]);
+      }
+      double z = 0;
+      for (int64_t j = kb; j < jend; ++j) z += std::exp(s[j] - mx);
+      for (int64_t j = kb; j < jend; ++j)
+        for (int64_t e = 0; e < D; ++e)
+          o[(bh * Tq + i) * D + e] += std::exp(s[j] - mx) / z * v[(bh * Tk + j) * D + e];
+      lse[bh * Tq + i] = mx + std::log(z);
     }
   return {o, lse};
 }

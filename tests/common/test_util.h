@@ -98,4 +98,17 @@ inline double dot(const std::vector<double>& a, const std::vector<double>& b) {
   return s;
 }
 
+// L(x) = <f(x), w> with x substituted into slot `which` of the double inputs: dL/dx by central
+// differences (the backward of f checked through the projection w).
+inline std::vector<double> fd_of(
+    const std::function<std::vector<double>(const std::vector<std::vector<double>>&)>& f,
+    std::vector<std::vector<double>> inputs, size_t which, const std::vector<double>& w) {
+  return fd_grad(
+      [&](const std::vector<double>& x) {
+        inputs[which] = x;
+        return dot(f(inputs), w);
+      },
+      inputs[which]);
+}
+
 }  // namespace sparta::test

@@ -36,9 +36,9 @@ TEST(OpTableShape, CoversEveryOpFamily) {
   std::vector<std::string> ops;
   for (const OpCase& c : op_cases()) ops.push_back(c.op);
   for (const char* want :
-       {"matmul", "embedding_rope", "norms", "activations", "heads_attention", "lm_head_xent",
-        "vocab_parallel", "elementwise_adamw", "moe_route_aux", "moe_permute_combine",
-        "grouped_gemm", "gru_cell", "uoe_assign", "rope_at_grouped_bias"})
+       {"matmul", "embedding_rope", "norms", "activations", "heads_attention", "block_attention",
+        "lm_head_xent", "vocab_parallel", "elementwise_adamw", "moe_route_aux",
+        "moe_permute_combine", "grouped_gemm", "gru_cell", "uoe_assign", "rope_at_grouped_bias"})
     EXPECT_NE(std::find(ops.begin(), ops.end(), want), ops.end()) << want;
 }
 

@@ -16,17 +16,6 @@ using ref::Vec;
 constexpr double kFwdTol = 2e-5;   // fp32 op vs double reference, relative to the output scale
 constexpr double kGradTol = 2e-4;  // fp32 analytic gradient vs double finite differences
 
-// L(x) = <f(x), w> with x substituted into slot `which` of the double inputs.
-std::vector<double> fd_of(const std::function<Vec(const std::vector<Vec>&)>& f,
-                          std::vector<Vec> inputs, size_t which, const Vec& w) {
-  return fd_grad(
-      [&](const Vec& x) {
-        inputs[which] = x;
-        return dot(f(inputs), w);
-      },
-      inputs[which]);
-}
-
 TEST(Ops, MatmulForwardBackward) {
   const int64_t N = 6, IC = 5, OC = 7;
   auto x = randn({N, IC}, 1), w = randn({OC, IC}, 2), dy = randn({N, OC}, 3);
