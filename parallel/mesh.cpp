@@ -14,7 +14,12 @@ const char* to_string(Dim d) {
   return names[static_cast<size_t>(d)];
 }
 
-ProcessMesh::ProcessMesh(const MeshLayout& l, int world, const MeshModelLimits& m) : world_(world) {
+const char* to_string(CpAlgo a) {
+  return a == CpAlgo::ring ? "ring" : "ulysses";
+}
+
+ProcessMesh::ProcessMesh(const MeshLayout& l, int world, const MeshModelLimits& m)
+    : world_(world), cp_algo_(l.cp_algo) {
   for (const auto& [name, v] :
        {std::pair{"tp", l.tp}, std::pair{"cp", l.cp}, std::pair{"ep", l.ep}})
     if (v < 1) SPARTA_USAGE_ERROR("parallel.{} = {} must be >= 1", name, v);
@@ -79,12 +84,19 @@ void validate_model_layout(const MeshLayout& l, const MeshModelLimits& m) {
         "embedding and cross-entropy): set model.vocab_size to a multiple of {} (rows beyond the "
         "tokenizer's vocabulary are never used)",
         l.tp, m.vocab_size, l.tp);
-  if (m.seq_len % l.cp != 0)
+  if (l.cp_algo == CpAlgo::ring) {
+    if (m.seq_len % (2 * l.cp) != 0)
+      SPARTA_USAGE_ERROR(
+          "parallel.cp_algo = \"ring\" with parallel.cp = {}: 2 x cp = {} must divide "
+          "model.seq_len = {} (zigzag sharding: each rank holds 2 of 2 x cp equal chunks)",
+          l.cp, 2 * l.cp, m.seq_len);
+  } else if (m.seq_len % l.cp != 0) {
     SPARTA_USAGE_ERROR("parallel.cp = {} must divide model.seq_len = {}", l.cp, m.seq_len);
-  if (m.n_heads % (l.tp * l.cp) != 0)
+  } else if (m.n_heads % (l.tp * l.cp) != 0)
     SPARTA_USAGE_ERROR(
-        "parallel.tp x cp = {} x {} must divide model.n_heads = {} (context parallelism "
-        "attends with whole heads over whole sequences: n_heads / tp / cp heads per rank)",
+        "parallel.tp x cp = {} x {} must divide model.n_heads = {} (Ulysses context "
+        "parallelism attends with whole heads over whole sequences: n_heads / tp / cp heads per "
+        "rank; parallel.cp_algo = \"ring\" splits the sequence instead)",
         l.tp, l.cp, m.n_heads);
   if (l.ep > 1 && m.moe_experts == 0)
     SPARTA_USAGE_ERROR("parallel.ep = {} needs an MoE model (moe.experts > 0)", l.ep);
@@ -109,6 +121,11 @@ void validate_model_support(const MeshLayout& l, const MeshModelLimits& m) {
         "parallel.cp = {} with uoe.enabled: UoE assigns slots over whole sequences, which context "
         "parallelism splits; use cp = 1 (tp splits UoE's experts)",
         l.cp);
+  if (l.cp > 1 && l.cp_algo == CpAlgo::ring && m.learned_pos)
+    SPARTA_USAGE_ERROR(
+        "parallel.cp_algo = \"ring\" with model.pos = \"learned\": ring attention's zigzag "
+        "chunks are not contiguous in the position table; use model.pos = \"rope\" or "
+        "parallel.cp_algo = \"ulysses\"");
   if (l.tp > 1 && m.moe_experts > 0)
     SPARTA_USAGE_ERROR(
         "parallel.tp = {} with moe.experts = {}: MoE layers are split by expert parallelism; use "

@@ -22,10 +22,17 @@ namespace sparta::parallel {
 enum class Dim { tp = 0, cp = 1, ep = 2, dp = 3 };
 const char* to_string(Dim d);
 
+// How attention is split over cp (docs/parallel.md): ulysses swaps tokens for heads with
+// all-to-alls (cp divides the heads per tp rank); ring keeps the tokens in zigzag chunks and
+// passes K/V blocks round the cp ring (any head count; 2 * cp divides the sequence).
+enum class CpAlgo { ulysses, ring };
+const char* to_string(CpAlgo a);
+
 struct MeshLayout {
   int tp = 1, cp = 1, ep = 1, dp = 0;  // dp 0: inferred as world / (tp * cp * ep)
   std::string order = "tp-cp-ep-dp";
   int zero = 0;  // 1: ZeRO-1 (optimizer state sharded over the data-parallel ranks)
+  CpAlgo cp_algo = CpAlgo::ulysses;
 };
 
 // What the model asks of a layout (checked against it at start).
@@ -34,6 +41,7 @@ struct MeshModelLimits {
   int moe_experts = 0;                            // 0: no MoE
   bool uoe = false;                               // Union of Experts layers
   int uoe_attn_experts = 0, uoe_mlp_experts = 0;  // 0: no UoE
+  bool learned_pos = false;                       // learned position table (not RoPE)
 };
 
 // The one place a split is checked against a model. A violation is a usage error (exit 2)
@@ -52,6 +60,7 @@ class ProcessMesh {
   ProcessMesh(const MeshLayout& layout, int world, const MeshModelLimits& model);
 
   int world() const { return world_; }
+  CpAlgo cp_algo() const { return cp_algo_; }
   int size(Dim d) const { return sizes_[static_cast<size_t>(d)]; }
   int coord(int rank, Dim d) const;
   const std::string& order() const { return order_str_; }
@@ -64,6 +73,7 @@ class ProcessMesh {
 
  private:
   int world_ = 1;
+  CpAlgo cp_algo_ = CpAlgo::ulysses;
   std::array<int, 4> sizes_{1, 1, 1, 1};
   std::array<Dim, 4> order_{Dim::tp, Dim::cp, Dim::ep, Dim::dp};  // innermost first
   std::string order_str_;

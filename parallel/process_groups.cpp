@@ -24,6 +24,7 @@ ProcessGroups::ProcessGroups() {
 ProcessGroups::ProcessGroups(const ProcessMesh& mesh, const WorldInfo& w, kernels::Device device,
                              const std::string& backend, double timeout_s)
     : ProcessGroups() {
+  cp_algo = mesh.cp_algo();
   // Ranks with the same ep and dp coordinates read the same sequences (tp and cp peers).
   data_size = mesh.size(Dim::ep) * mesh.size(Dim::dp);
   data_rank = mesh.coord(w.rank, Dim::dp) * mesh.size(Dim::ep) + mesh.coord(w.rank, Dim::ep);

@@ -55,6 +55,8 @@ class ProcessGroups {
   // Which sequences this rank reads: ranks with the same ep and dp coordinates (tp and cp peers)
   // read the same ones; data_size is the number of distinct readers.
   int data_rank = 0, data_size = 1;
+  // How attention is split over cp (the mesh's; models/attention.h).
+  CpAlgo cp_algo = CpAlgo::ulysses;
 
   // Every communicator of more than one rank, host ones first (their counters and recorders).
   std::vector<const Comm*> comms() const;

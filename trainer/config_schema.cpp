@@ -164,6 +164,12 @@ std::vector<Key> build_schema() {
 
   add_int("parallel", "tp", REF(parallel.tp), 1, 4096, "tensor-parallel ranks");
   add_int("parallel", "cp", REF(parallel.cp), 1, 4096, "context-parallel ranks");
+  add_string("parallel", "cp_algo", REF(parallel.cp_algo),
+             "how attention is split over cp: ulysses (all-to-alls swap tokens for heads; cp "
+             "divides n_heads / tp) or ring (zigzag sequence chunks, K/V passed round the cp "
+             "ring; 2 * cp divides seq_len)");
+  keys.back().kind = Kind::choice;
+  keys.back().choices = {"ulysses", "ring"};
   add_int("parallel", "ep", REF(parallel.ep), 1, 4096,
           "expert-parallel ranks (carved out of data parallel)");
   add_int("parallel", "dp", REF(parallel.dp), 0, 1 << 20,

@@ -118,6 +118,25 @@ train cp2xep2_moe 4 4 "${moe[@]}" --set parallel.cp=2 --set parallel.ep=2 && che
 h4=(--set model.n_heads=4)
 train ref_h4 1 8 "${h4[@]}" || bad "4-head reference run"
 train tp2xcp2 4 8 "${h4[@]}" --set parallel.tp=2 --set parallel.cp=2 && check tp2xcp2 ref_h4 3e-5
+# Ring context parallelism (parallel.cp_algo = "ring"): zigzag chunks, K/V round the cp ring,
+# RoPE at the chunks' global positions; alone, at cp4, with data (+ ZeRO-1), tensor and expert
+# parallelism, and RMoE. A checkpoint saved under ring resumes under Ulysses and on one process.
+ring=(--set parallel.cp_algo=ring)
+train ring_cp2 2 8 "${ring[@]}" --set parallel.cp=2 && check ring_cp2 ref 3e-5
+train ring_cp4 4 8 "${ring[@]}" --set parallel.cp=4 && check ring_cp4 ref 3e-5
+train ring_cp2xdp2_zero1 4 4 "${ring[@]}" --set parallel.cp=2 --set parallel.zero=1 &&
+  check ring_cp2xdp2_zero1 ref 3e-5
+train ring_cp2_rmoe 2 8 "${ring[@]}" "${rmoe[@]}" --set parallel.cp=2 && check ring_cp2_rmoe ref_rmoe 3e-5
+train ring_cp2xep2_moe 4 4 "${ring[@]}" "${moe[@]}" --set parallel.cp=2 --set parallel.ep=2 &&
+  check ring_cp2xep2_moe ref_moe 3e-5
+train ring_tp2xcp2 4 8 "${ring[@]}" "${h4[@]}" --set parallel.tp=2 --set parallel.cp=2 &&
+  check ring_tp2xcp2 ref_h4 3e-5
+train stop_ring 2 8 "${ring[@]}" --set parallel.cp=2 --stop-at-step 5 || bad "stop at ring cp2"
+for to in 1 2; do
+  rm -rf "$work/resume_ring_$to"
+  cp -r "$work/stop_ring" "$work/resume_ring_$to"
+  train "resume_ring_$to" "$to" 8 --set parallel.cp="$to" --resume auto && check "resume_ring_$to" ref 3e-5
+done
 # Expert checkpoints are saved whole: save at dp2 x ep2, resume at world 1 and at ep2.
 train stop_ep 4 2 "${moe[@]}" --set parallel.ep=2 --stop-at-step 5 || bad "stop at dp2 x ep2"
 for to in 1 2; do
@@ -175,6 +194,10 @@ expect_layout 2 "parallel.cp = 2 with uoe.enabled: UoE assigns slots over whole 
   --set parallel.cp=2 "${uoe[@]}"
 expect_layout 4 "parallel.tp x cp = 2 x 2 must divide model.n_heads = 2" --set parallel.tp=2 --set parallel.cp=2
 expect_layout 2 "parallel.order = \"tp-dp\" must name tp, cp, ep and dp once each" --set parallel.order=tp-dp
+expect_layout 3 "parallel.cp_algo = \"ring\" with parallel.cp = 3: 2 x cp = 6 must divide model.seq_len = 16" \
+  --set parallel.cp_algo=ring --set parallel.cp=3
+expect_layout 2 "parallel.cp_algo = \"ring\" with model.pos = \"learned\"" --set parallel.cp_algo=ring \
+  --set parallel.cp=2 --set model.pos=learned
 expect_layout 2 "parallel.zero = 1 with tp = 1 and ep = 2: ZeRO-1 shards the optimizer over data parallelism only" \
   --set parallel.ep=2 --set moe.experts=4 --set parallel.zero=1
 

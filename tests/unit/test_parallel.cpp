@@ -122,6 +122,24 @@ TEST(ProcessMesh, InvalidLayoutsSayWhatToChange) {
   mm = model();
   mm.n_heads = 6;
   expect_refused(l, 4, mm, "parallel.tp x cp = 2 x 2 must divide model.n_heads = 6");
+  // Ring: the sequence in 2 cp zigzag chunks; any head count (2 x 2 with 6 heads is fine).
+  l.cp_algo = parallel::CpAlgo::ring;
+  ProcessMesh ring_ok(l, 4, mm);
+  EXPECT_EQ(ring_ok.cp_algo(), parallel::CpAlgo::ring);
+  l = {};
+  l.cp = 3;
+  l.cp_algo = parallel::CpAlgo::ring;
+  mm = model();
+  mm.seq_len = 21;  // cp divides it, 2 cp does not
+  expect_refused(l, 3, mm,
+                 "parallel.cp_algo = \"ring\" with parallel.cp = 3: 2 x cp = 6 must divide "
+                 "model.seq_len = 21");
+  l = {};
+  l.cp = 2;
+  l.cp_algo = parallel::CpAlgo::ring;
+  mm = model();
+  mm.learned_pos = true;
+  EXPECT_THROW(parallel::validate_model_support(l, mm), std::exception);
   l = {};
   l.order = "tp-cp-dp";
   expect_refused(l, 4, model(), "must name tp, cp, ep and dp once each");

@@ -1,16 +1,19 @@
 #include "trainer/models/attention.h"
 
 #include "kernels/ops.h"
+#include "kernels/uoe.h"
 
 namespace sparta::models {
 
 namespace k = sparta::kernels;
 
-AttentionScratch::AttentionScratch(k::ArenaPlan& acts, const Dims& d) {
+AttentionScratch::AttentionScratch(k::ArenaPlan& acts, const Dims& d, parallel::Comm* cp) {
   acts.add(&g_att, {d.N, d.Cl});
   acts.add(&g_qkv, {d.N, 3 * d.Cl});
-  for (Tensor* t : {&g_q, &g_k, &g_v, &g_o}) acts.add(t, {d.B, d.Hc, d.Tf, d.D});
-  if (d.cp > 1) {
+  for (Tensor* t : {&g_q, &g_k, &g_v, &g_o}) acts.add(t, {d.B, d.Hc, d.Ta, d.D});
+  if (d.ring) {
+    ring = std::make_unique<RingAttention>(acts, d, cp);
+  } else if (d.cp > 1) {
     for (Tensor* t : {&cp_q, &cp_k, &cp_v}) acts.add(t, {d.B, d.Hl, d.T, d.D});
     acts.add(&cp_send, {d.B * d.Hl * d.T * d.D});
     acts.add(&cp_recv, {d.B * d.Hl * d.T * d.D});
@@ -34,15 +37,15 @@ Attention::Attention(ParamSet& ps, k::ArenaPlan& acts, const ModelConfig& cfg, c
   ps.add(&wproj_, pre + "proj.weight", layer, {C, C}, cfg.init_std, true,
          {ShardGroup::tp, C, C, 1, d.tp, d.tp_rank}, 1);
   acts.add(&qkv_, {d.N, 3 * d.Cl});
-  for (Tensor* t : {&q_, &k_, &v_, &o_}) acts.add(t, {d.B, d.Hc, d.Tf, d.D});
-  acts.add(&lse_, {d.B, d.Hc, d.Tf});
+  for (Tensor* t : {&q_, &k_, &v_, &o_}) acts.add(t, {d.B, d.Hc, d.Ta, d.D});
+  acts.add(&lse_, {d.B, d.Hc, d.Ta});
   acts.add(&att_, {d.N, d.Cl});
   acts.add(&out_, {d.N, C});
 }
 
 Tensor Attention::forward(Tensor x) {
   k::matmul_forward(qkv_, x, wqkv_.w);
-  if (d_.cp == 1) {
+  if (!ulysses()) {
     k::split_heads(q_, k_, v_, qkv_);
   } else {  // this rank's tokens of all heads -> all tokens of this rank's heads
     k::split_heads(s_.cp_q, s_.cp_k, s_.cp_v, qkv_);
@@ -50,12 +53,18 @@ Tensor Attention::forward(Tensor x) {
     to_heads(k_, s_.cp_k);
     to_heads(v_, s_.cp_v);
   }
-  if (rope_) {  // whole sequences here: positions 0..T-1 as they are
+  if (rope_ && d_.ring) {  // zigzag chunks: their global positions
+    k::rope_at_forward(q_, s_.ring->positions(), theta_);
+    k::rope_at_forward(k_, s_.ring->positions(), theta_);
+  } else if (rope_) {  // whole sequences here: positions 0..T-1 as they are
     k::rope_forward(q_, theta_);
     k::rope_forward(k_, theta_);
   }
-  k::attention_forward(o_, lse_, q_, k_, v_, /*causal=*/true);
-  if (d_.cp == 1) {
+  if (d_.ring)
+    s_.ring->forward(o_, lse_, q_, k_, v_);
+  else
+    k::attention_forward(o_, lse_, q_, k_, v_, /*causal=*/true);
+  if (!ulysses()) {
     k::merge_heads(att_, o_);
   } else {
     to_tokens(s_.cp_q, o_);
@@ -69,7 +78,7 @@ Tensor Attention::forward(Tensor x) {
 void Attention::backward(Tensor x, Tensor dout, Tensor dx) {
   k::zero(s_.g_att);
   k::matmul_backward(s_.g_att, wproj_.g, dout, att_, wproj_.w);
-  if (d_.cp == 1) {
+  if (!ulysses()) {
     k::zero(s_.g_o);
     k::merge_heads_backward(s_.g_o, s_.g_att);
   } else {
@@ -80,13 +89,19 @@ void Attention::backward(Tensor x, Tensor dout, Tensor dx) {
   k::zero(s_.g_q);
   k::zero(s_.g_k);
   k::zero(s_.g_v);
-  k::attention_backward(s_.g_q, s_.g_k, s_.g_v, s_.g_o, q_, k_, v_, o_, lse_, /*causal=*/true);
-  if (rope_) {
+  if (d_.ring)
+    s_.ring->backward(s_.g_q, s_.g_k, s_.g_v, s_.g_o, q_, k_, v_, o_, lse_);
+  else
+    k::attention_backward(s_.g_q, s_.g_k, s_.g_v, s_.g_o, q_, k_, v_, o_, lse_, /*causal=*/true);
+  if (rope_ && d_.ring) {
+    k::rope_at_backward(s_.g_q, s_.ring->positions(), theta_);
+    k::rope_at_backward(s_.g_k, s_.ring->positions(), theta_);
+  } else if (rope_) {
     k::rope_backward(s_.g_q, theta_);
     k::rope_backward(s_.g_k, theta_);
   }
   k::zero(s_.g_qkv);
-  if (d_.cp == 1) {
+  if (!ulysses()) {
     k::split_heads_backward(s_.g_qkv, s_.g_q, s_.g_k, s_.g_v);
   } else {
     to_tokens(s_.cp_q, s_.g_q);

@@ -26,7 +26,9 @@ Dims Dims::of(const ModelConfig& cfg, int batch, const parallel::ProcessGroups& 
   d.FC = cfg.ffn == FfnType::swiglu ? 2 * d.F : d.F;
   d.L = cfg.n_layers;
   d.Hl = d.H / d.tp;
-  d.Hc = d.Hl / d.cp;
+  d.ring = g.cp_algo == parallel::CpAlgo::ring && d.cp > 1;
+  d.Hc = d.ring ? d.Hl : d.Hl / d.cp;
+  d.Ta = d.ring ? d.T : d.Tf;
   d.Cl = d.C / d.tp;
   d.Fl = d.F / d.tp;
   d.FCl = d.FC / d.tp;

@@ -17,6 +17,7 @@ parallel::MeshModelLimits mesh_limits(const ModelConfig& m) {
   lim.uoe = m.uoe;
   lim.uoe_attn_experts = m.uoe ? m.uoe_attn_experts_or_default() : 0;
   lim.uoe_mlp_experts = m.uoe ? m.uoe_mlp_experts : 0;
+  lim.learned_pos = m.pos == PosEncoding::learned;
   return lim;
 }
 

@@ -7,6 +7,7 @@
 #include "trainer/models/attention.h"
 #include "trainer/models/mlp.h"
 #include "trainer/models/moe.h"
+#include "trainer/models/ring_attention.h"
 #include "trainer/models/router.h"
 #include "trainer/models/uoe.h"
 
@@ -21,7 +22,8 @@ Transformer::Transformer(const ModelConfig& cfg, int batch, k::Device device, ui
       own_groups_(groups ? nullptr : std::make_unique<parallel::ProcessGroups>()),
       groups_(groups ? groups : own_groups_.get()),
       d_(Dims::of(cfg, batch, *groups_)) {
-  parallel::validate_model_support({d_.tp, d_.cp, d_.ep, 1, "tp-cp-ep-dp", 0}, mesh_limits(cfg));
+  parallel::validate_model_support({d_.tp, d_.cp, d_.ep, 1, "tp-cp-ep-dp", 0, groups_->cp_algo},
+                                   mesh_limits(cfg));
   SPARTA_CHECK(cfg.d_model % cfg.n_heads == 0, "d_model {} not divisible by n_heads {}",
                cfg.d_model, cfg.n_heads);
   SPARTA_CHECK(cfg.pos != PosEncoding::rope || cfg.head_dim() % 2 == 0,
@@ -46,7 +48,7 @@ void Transformer::build(k::ArenaPlan& acts) {
   // Backward scratch, one set per module kind (the dense kinds' always, as planned before).
   const std::vector<bool> moe_mask = cfg_.moe_layer_mask();
   const bool any_moe = std::find(moe_mask.begin(), moe_mask.end(), true) != moe_mask.end();
-  attn_scratch_ = std::make_unique<AttentionScratch>(acts, d);
+  attn_scratch_ = std::make_unique<AttentionScratch>(acts, d, g.cp.dev);
   mlp_scratch_ = std::make_unique<MlpScratch>(acts, d);
   if (any_moe) moe_scratch_ = std::make_unique<MoeScratch>(acts, cfg_, d);
   if (cfg_.uoe) {
@@ -98,12 +100,19 @@ void Transformer::zero_grads() {
 }
 
 void Transformer::set_batch(const int32_t* tokens, const int32_t* targets) {
-  // Context parallel: tokens [cp_rank * T, (cp_rank + 1) * T) of each sequence.
-  const int64_t T = d_.T, at = d_.cp_rank * T;
-  for (int64_t b = 0; b < d_.B; ++b) {
-    std::copy_n(tokens + b * d_.Tf + at, T, host_tokens_.begin() + b * T);
-    std::copy_n(targets + b * d_.Tf + at, T, host_targets_.begin() + b * T);
-  }
+  // Context parallel: Ulysses, tokens [cp_rank * T, (cp_rank + 1) * T) of each sequence; ring,
+  // the zigzag chunks cp_rank and 2 cp - 1 - cp_rank of 2 cp (RingAttention::chunk_start).
+  const int64_t T = d_.T;
+  const int parts = d_.ring ? 2 : 1;
+  const int64_t len = T / parts;
+  for (int64_t b = 0; b < d_.B; ++b)
+    for (int part = 0; part < parts; ++part) {
+      const int64_t at =
+          d_.ring ? RingAttention::chunk_start(part, len, d_.cp_rank, d_.cp) : d_.cp_rank * T;
+      const int64_t to = b * T + part * len;
+      std::copy_n(tokens + b * d_.Tf + at, len, host_tokens_.begin() + to);
+      std::copy_n(targets + b * d_.Tf + at, len, host_targets_.begin() + to);
+    }
   valid_targets_ = 0;
   for (int64_t i = 0; i < d_.N; ++i) {
     const int32_t tok = host_tokens_[static_cast<size_t>(i)];

@@ -1,0 +1,54 @@
+// Zigzag ring attention over the context-parallel group (spec context-parallel-attention.md
+// §4.1-4.3; Megatron-Core's CP design). The sequence is cut into 2 cp chunks of m = Tf / (2 cp)
+// tokens; rank r holds chunks r and 2 cp - 1 - r, in that order, so each of the cp steps costs
+// every rank the same m x 2m score entries. Per step t the K/V block of rank (r - t) mod cp is
+// attended to with one mask window (kernels/op_types.h AttnMask) and merged into (o, lse) by
+// log-sum-exps; then the K/V block moves one rank on. The backward passes the K/V blocks the
+// same way with a travelling fp32 dK/dV accumulator beside them, which a last pass returns to
+// its owner: K/V move cp - 1 times, dK/dV cp times.
+//
+// The passes are blocking (an all_to_all_v with one non-zero count each way, so every backend
+// serves them); overlapping them with the block compute is not done yet.
+#pragma once
+
+#include <vector>
+
+#include "kernels/arena.h"
+#include "kernels/op_types.h"
+#include "parallel/comm.h"
+#include "trainer/models/layer.h"
+
+namespace sparta::models {
+
+class RingAttention {
+ public:
+  // Plans the double buffers for [B, Hc, T, D] blocks (Dims: ring layout) and the positions.
+  RingAttention(kernels::ArenaPlan& acts, const Dims& d, parallel::Comm* cp);
+
+  // Global start of this rank's `part` (0: chunk r, 1: chunk 2 cp - 1 - r) of `len` tokens.
+  static int64_t chunk_start(int part, int64_t len, int rank, int cp) {
+    return (part == 0 ? rank : 2 * cp - 1 - rank) * len;
+  }
+  // The pairs step `t` computes: rank r against the block of src = (r - t) mod cp.
+  static kernels::AttnMask step_mask(int rank, int src, int64_t T);
+
+  // q, k, v, o: [B, Hc, T, D] of this rank's tokens; lse [B, Hc, T]. Exact causal attention of
+  // the whole sequence, for this rank's queries.
+  void forward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v);
+  // dq, dk, dv += the gradients of this rank's q, k, v given the final o, lse and dout.
+  void backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
+                Tensor o, Tensor lse);
+  // Global positions of this rank's tokens, [B, T] i32 (RoPE at the zigzag positions).
+  Tensor positions();
+
+ private:
+  void pass(Tensor out, Tensor in);  // in -> rank + 1; out <- rank - 1
+  Dims d_;
+  parallel::Comm* cp_;
+  int64_t n_;  // elements of one K (or V) block
+  Tensor kv_[2], dkv_[2], o_part_, lse_part_, pos_;
+  std::vector<int64_t> send_counts_, recv_counts_;
+  bool pos_ready_ = false;
+};
+
+}  // namespace sparta::models
