@@ -15,11 +15,11 @@ const char* to_string(Dim d) {
 }
 
 const char* to_string(CpAlgo a) {
-  return a == CpAlgo::ring ? "ring" : "ulysses";
+  return a == CpAlgo::ring ? "ring" : a == CpAlgo::hybrid ? "hybrid" : "ulysses";
 }
 
 ProcessMesh::ProcessMesh(const MeshLayout& l, int world, const MeshModelLimits& m)
-    : world_(world), cp_algo_(l.cp_algo) {
+    : world_(world), cp_algo_(l.cp_algo), ulysses_degree_(l.ulysses_degree()) {
   for (const auto& [name, v] :
        {std::pair{"tp", l.tp}, std::pair{"cp", l.cp}, std::pair{"ep", l.ep}})
     if (v < 1) SPARTA_USAGE_ERROR("parallel.{} = {} must be >= 1", name, v);
@@ -84,12 +84,25 @@ void validate_model_layout(const MeshLayout& l, const MeshModelLimits& m) {
         "embedding and cross-entropy): set model.vocab_size to a multiple of {} (rows beyond the "
         "tokenizer's vocabulary are never used)",
         l.tp, m.vocab_size, l.tp);
-  if (l.cp_algo == CpAlgo::ring) {
+  if (l.cp_algo == CpAlgo::hybrid) {
+    const int u = l.cp_ulysses;
+    if (u < 1 || l.cp % u != 0)
+      SPARTA_USAGE_ERROR(
+          "parallel.cp_algo = \"hybrid\": parallel.cp_ulysses = {} must be >= 1 and divide "
+          "parallel.cp = {} (the ring degree is cp / cp_ulysses)",
+          u, l.cp);
+    if ((m.n_heads / l.tp) % u != 0)
+      SPARTA_USAGE_ERROR(
+          "parallel.cp_algo = \"hybrid\": parallel.cp_ulysses = {} must divide the heads per "
+          "tensor-parallel rank, model.n_heads / tp = {} / {}",
+          u, m.n_heads, l.tp);
+  }
+  if (l.cp_algo != CpAlgo::ulysses) {
     if (m.seq_len % (2 * l.cp) != 0)
       SPARTA_USAGE_ERROR(
-          "parallel.cp_algo = \"ring\" with parallel.cp = {}: 2 x cp = {} must divide "
+          "parallel.cp_algo = \"{}\" with parallel.cp = {}: 2 x cp = {} must divide "
           "model.seq_len = {} (zigzag sharding: each rank holds 2 of 2 x cp equal chunks)",
-          l.cp, 2 * l.cp, m.seq_len);
+          to_string(l.cp_algo), l.cp, 2 * l.cp, m.seq_len);
   } else if (m.seq_len % l.cp != 0) {
     SPARTA_USAGE_ERROR("parallel.cp = {} must divide model.seq_len = {}", l.cp, m.seq_len);
   } else if (m.n_heads % (l.tp * l.cp) != 0)
@@ -121,11 +134,12 @@ void validate_model_support(const MeshLayout& l, const MeshModelLimits& m) {
         "parallel.cp = {} with uoe.enabled: UoE assigns slots over whole sequences, which context "
         "parallelism splits; use cp = 1 (tp splits UoE's experts)",
         l.cp);
-  if (l.cp > 1 && l.cp_algo == CpAlgo::ring && m.learned_pos)
+  if (l.cp > 1 && l.cp_algo != CpAlgo::ulysses && m.learned_pos)
     SPARTA_USAGE_ERROR(
-        "parallel.cp_algo = \"ring\" with model.pos = \"learned\": ring attention's zigzag "
+        "parallel.cp_algo = \"{}\" with model.pos = \"learned\": ring attention's zigzag "
         "chunks are not contiguous in the position table; use model.pos = \"rope\" or "
-        "parallel.cp_algo = \"ulysses\"");
+        "parallel.cp_algo = \"ulysses\"",
+        to_string(l.cp_algo));
   if (l.tp > 1 && m.moe_experts > 0)
     SPARTA_USAGE_ERROR(
         "parallel.tp = {} with moe.experts = {}: MoE layers are split by expert parallelism; use "

@@ -24,8 +24,9 @@ const char* to_string(Dim d);
 
 // How attention is split over cp (docs/parallel.md): ulysses swaps tokens for heads with
 // all-to-alls (cp divides the heads per tp rank); ring keeps the tokens in zigzag chunks and
-// passes K/V blocks round the cp ring (any head count; 2 * cp divides the sequence).
-enum class CpAlgo { ulysses, ring };
+// passes K/V blocks round the cp ring (any head count; 2 * cp divides the sequence); hybrid
+// (USP) runs Ulysses inside groups of cp_ulysses neighbouring cp ranks and the ring across them.
+enum class CpAlgo { ulysses, ring, hybrid };
 const char* to_string(CpAlgo a);
 
 struct MeshLayout {
@@ -33,6 +34,11 @@ struct MeshLayout {
   std::string order = "tp-cp-ep-dp";
   int zero = 0;  // 1: ZeRO-1 (optimizer state sharded over the data-parallel ranks)
   CpAlgo cp_algo = CpAlgo::ulysses;
+  int cp_ulysses = 0;  // hybrid: the Ulysses degree (divides cp); the ring degree is cp / it
+  // The Ulysses degree this layout uses: cp (ulysses), 1 (ring) or cp_ulysses (hybrid).
+  int ulysses_degree() const {
+    return cp_algo == CpAlgo::ulysses ? cp : cp_algo == CpAlgo::ring ? 1 : cp_ulysses;
+  }
 };
 
 // What the model asks of a layout (checked against it at start).
@@ -61,6 +67,7 @@ class ProcessMesh {
 
   int world() const { return world_; }
   CpAlgo cp_algo() const { return cp_algo_; }
+  int ulysses_degree() const { return ulysses_degree_; }
   int size(Dim d) const { return sizes_[static_cast<size_t>(d)]; }
   int coord(int rank, Dim d) const;
   const std::string& order() const { return order_str_; }
@@ -74,6 +81,7 @@ class ProcessMesh {
  private:
   int world_ = 1;
   CpAlgo cp_algo_ = CpAlgo::ulysses;
+  int ulysses_degree_ = 1;
   std::array<int, 4> sizes_{1, 1, 1, 1};
   std::array<Dim, 4> order_{Dim::tp, Dim::cp, Dim::ep, Dim::dp};  // innermost first
   std::string order_str_;

@@ -52,11 +52,13 @@ class ProcessGroups {
   ProcessGroups& operator=(ProcessGroups&&) = default;
 
   Group world, dp, tp, cp, ep, edp;
+  // The parts of cp that attention uses (parallel::CpAlgo): cp_a2a, the Ulysses all-to-all group
+  // (cp's neighbouring ulysses_degree ranks); cp_ring, the ring across those groups. Either is
+  // cp itself or a group of one when the algorithm is pure.
+  Group cp_a2a, cp_ring;
   // Which sequences this rank reads: ranks with the same ep and dp coordinates (tp and cp peers)
   // read the same ones; data_size is the number of distinct readers.
   int data_rank = 0, data_size = 1;
-  // How attention is split over cp (the mesh's; models/attention.h).
-  CpAlgo cp_algo = CpAlgo::ulysses;
 
   // Every communicator of more than one rank, host ones first (their counters and recorders).
   std::vector<const Comm*> comms() const;
@@ -64,6 +66,7 @@ class ProcessGroups {
   double collective_seconds() const;
 
  private:
+  void split_cp(const ProcessMesh& mesh, kernels::Device device, bool nccl);
   std::vector<std::unique_ptr<Comm>> host_, dev_;
 };
 

@@ -60,6 +60,7 @@ struct ParallelSection {
   int64_t tp = 1, cp = 1, ep = 1, dp = 0;
   std::string order = "tp-cp-ep-dp";
   std::string cp_algo = "ulysses";  // parallel::CpAlgo
+  int64_t cp_ulysses = 0;           // hybrid: the Ulysses degree
   int64_t zero = 0;              // 1: ZeRO-1, optimizer state sharded over the data-parallel ranks
   double timeout_s = 60.0;       // a collective without progress this long ends the job
   std::string backend = "auto";  // device tensors: "nccl", "mpi" (staged), "auto" (nccl on GPUs)

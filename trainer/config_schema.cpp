@@ -167,9 +167,13 @@ std::vector<Key> build_schema() {
   add_string("parallel", "cp_algo", REF(parallel.cp_algo),
              "how attention is split over cp: ulysses (all-to-alls swap tokens for heads; cp "
              "divides n_heads / tp) or ring (zigzag sequence chunks, K/V passed round the cp "
-             "ring; 2 * cp divides seq_len)");
+             "ring; 2 * cp divides seq_len) or hybrid (Ulysses inside groups of cp_ulysses "
+             "ranks, the ring across them)");
   keys.back().kind = Kind::choice;
-  keys.back().choices = {"ulysses", "ring"};
+  keys.back().choices = {"ulysses", "ring", "hybrid"};
+  add_int("parallel", "cp_ulysses", REF(parallel.cp_ulysses), 0, 4096,
+          "cp_algo = hybrid: the Ulysses degree (divides cp and n_heads / tp); the ring degree "
+          "is cp / cp_ulysses");
   add_int("parallel", "ep", REF(parallel.ep), 1, 4096,
           "expert-parallel ranks (carved out of data parallel)");
   add_int("parallel", "dp", REF(parallel.dp), 0, 1 << 20,

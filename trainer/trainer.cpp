@@ -31,14 +31,16 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
     SPARTA_USAGE_ERROR("model.vocab_size = {} is smaller than the tokenizer's {} in {}",
                        cfg_.model.vocab_size, meta.vocab_size, cfg_.data.dir);
   const auto& p = cfg_.parallel;
-  const parallel::MeshLayout layout{
-      static_cast<int>(p.tp),
-      static_cast<int>(p.cp),
-      static_cast<int>(p.ep),
-      static_cast<int>(p.dp),
-      p.order,
-      static_cast<int>(p.zero),
-      p.cp_algo == "ring" ? parallel::CpAlgo::ring : parallel::CpAlgo::ulysses};
+  const parallel::MeshLayout layout{static_cast<int>(p.tp),
+                                    static_cast<int>(p.cp),
+                                    static_cast<int>(p.ep),
+                                    static_cast<int>(p.dp),
+                                    p.order,
+                                    static_cast<int>(p.zero),
+                                    p.cp_algo == "ring"     ? parallel::CpAlgo::ring
+                                    : p.cp_algo == "hybrid" ? parallel::CpAlgo::hybrid
+                                                            : parallel::CpAlgo::ulysses,
+                                    static_cast<int>(p.cp_ulysses)};
   mesh_ =
       std::make_unique<parallel::ProcessMesh>(layout, world_.size, models::mesh_limits(cfg_.model));
   parallel::validate_model_support(layout, models::mesh_limits(cfg_.model));

@@ -131,6 +131,17 @@ train ring_cp2xep2_moe 4 4 "${ring[@]}" "${moe[@]}" --set parallel.cp=2 --set pa
   check ring_cp2xep2_moe ref_moe 3e-5
 train ring_tp2xcp2 4 8 "${ring[@]}" "${h4[@]}" --set parallel.tp=2 --set parallel.cp=2 &&
   check ring_tp2xcp2 ref_h4 3e-5
+# Hybrid (USP): Ulysses inside pairs of cp ranks, the ring across the two pairs.
+train hybrid_2x2 4 8 "${h4[@]}" --set parallel.cp_algo=hybrid --set parallel.cp=4 --set parallel.cp_ulysses=2 &&
+  check hybrid_2x2 ref_h4 3e-5
+# Both parts ran: all-to-alls inside the Ulysses pairs and passes round the ring of two.
+if python3 - "$work/hybrid_2x2/metrics.jsonl" <<'PY'
+import json, sys
+last = [l for l in map(json.loads, open(sys.argv[1])) if "loss" in l][-1]
+calls = {c["comm"]: c["calls"] for c in last["comm"] if c["kind"] == "all_to_all_v"}
+sys.exit(0 if calls.get("cp_a2a", 0) > 0 and calls.get("cp_ring", 0) > 0 else 1)
+PY
+then ok; else bad "hybrid: no traffic on cp_a2a and cp_ring"; fi
 train stop_ring 2 8 "${ring[@]}" --set parallel.cp=2 --stop-at-step 5 || bad "stop at ring cp2"
 for to in 1 2; do
   rm -rf "$work/resume_ring_$to"
@@ -198,6 +209,10 @@ expect_layout 3 "parallel.cp_algo = \"ring\" with parallel.cp = 3: 2 x cp = 6 mu
   --set parallel.cp_algo=ring --set parallel.cp=3
 expect_layout 2 "parallel.cp_algo = \"ring\" with model.pos = \"learned\"" --set parallel.cp_algo=ring \
   --set parallel.cp=2 --set model.pos=learned
+expect_layout 4 "parallel.cp_algo = \"hybrid\": parallel.cp_ulysses = 3 must be >= 1 and divide parallel.cp = 4" \
+  --set parallel.cp_algo=hybrid --set parallel.cp=4 --set parallel.cp_ulysses=3
+expect_layout 4 "parallel.cp_algo = \"hybrid\": parallel.cp_ulysses = 4 must divide the heads per tensor-parallel rank, model.n_heads / tp = 2 / 1" \
+  --set parallel.cp_algo=hybrid --set parallel.cp=4 --set parallel.cp_ulysses=4
 expect_layout 2 "parallel.zero = 1 with tp = 1 and ep = 2: ZeRO-1 shards the optimizer over data parallelism only" \
   --set parallel.ep=2 --set moe.experts=4 --set parallel.zero=1
 

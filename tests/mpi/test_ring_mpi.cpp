@@ -65,8 +65,8 @@ TEST_P(RingVsOneProcess, ForwardAndBackwardMatchTheGatheredRows) {
   d.Ta = T;
   d.Hl = d.Hc = H;
   d.D = D;
-  d.cp = P;
-  d.cp_rank = r;
+  d.cp = d.cpr = P;
+  d.cp_rank = d.cpr_rank = r;
   d.ring = true;
   k::ArenaPlan plan("ring test");
   RingAttention ring(plan, d, &c);

@@ -7,17 +7,16 @@ namespace sparta::models {
 
 namespace k = sparta::kernels;
 
-AttentionScratch::AttentionScratch(k::ArenaPlan& acts, const Dims& d, parallel::Comm* cp) {
+AttentionScratch::AttentionScratch(k::ArenaPlan& acts, const Dims& d, parallel::Comm* ring_comm) {
   acts.add(&g_att, {d.N, d.Cl});
   acts.add(&g_qkv, {d.N, 3 * d.Cl});
   for (Tensor* t : {&g_q, &g_k, &g_v, &g_o}) acts.add(t, {d.B, d.Hc, d.Ta, d.D});
-  if (d.ring) {
-    ring = std::make_unique<RingAttention>(acts, d, cp);
-  } else if (d.cp > 1) {
+  if (d.ring) ring = std::make_unique<RingAttention>(acts, d, ring_comm);
+  if (d.cpa > 1) {
     for (Tensor* t : {&cp_q, &cp_k, &cp_v}) acts.add(t, {d.B, d.Hl, d.T, d.D});
     acts.add(&cp_send, {d.B * d.Hl * d.T * d.D});
     acts.add(&cp_recv, {d.B * d.Hl * d.T * d.D});
-    cp_counts.assign(static_cast<size_t>(d.cp), d.B * d.Hc * d.T * d.D);
+    cp_counts.assign(static_cast<size_t>(d.cpa), d.B * d.Hc * d.T * d.D);
   }
 }
 
@@ -27,7 +26,7 @@ Attention::Attention(ParamSet& ps, k::ArenaPlan& acts, const ModelConfig& cfg, c
     : d_(d),
       rope_(cfg.pos == PosEncoding::rope),
       theta_(cfg.rope_theta),
-      cp_(g.cp.dev),
+      cp_(g.cp_a2a.dev),
       tp_(tp),
       s_(s) {
   const std::string pre = "layers." + std::to_string(layer) + ".attn.";
@@ -123,7 +122,7 @@ void swap01(Tensor out, Tensor in, int64_t A, int64_t Bn) {
 }  // namespace
 
 void Attention::to_heads(Tensor dst, Tensor src) {
-  const int64_t cp = d_.cp, B = d_.B, Hc = dst.dim(1);
+  const int64_t cp = d_.cpa, B = d_.B, Hc = dst.dim(1);
   const Tensor send = s_.cp_send.rows(0, src.numel()), recv = s_.cp_recv.rows(0, src.numel());
   swap01(send, src, B, cp);  // [B, cp(head group), Hc*Tl*D] -> [cp, B, Hc*Tl*D]
   cp_->all_to_all_v(recv, s_.cp_counts, send, s_.cp_counts);
@@ -131,7 +130,7 @@ void Attention::to_heads(Tensor dst, Tensor src) {
 }
 
 void Attention::to_tokens(Tensor dst, Tensor src) {
-  const int64_t cp = d_.cp, B = d_.B, Hc = src.dim(1);
+  const int64_t cp = d_.cpa, B = d_.B, Hc = src.dim(1);
   const Tensor send = s_.cp_send.rows(0, src.numel()), recv = s_.cp_recv.rows(0, src.numel());
   swap01(send, src, B * Hc, cp);  // [B*Hc, cp(token chunk), Tl*D] -> [cp, B*Hc, Tl*D]
   cp_->all_to_all_v(recv, s_.cp_counts, send, s_.cp_counts);

@@ -7,7 +7,9 @@
 //     heads before the attention, so each rank attends over whole sequences with
 //     n_heads / (tp * cp) heads, and back afterwards;
 //   "ring" (RingAttention): this rank holds two zigzag chunks of every sequence and all its tp
-//     heads; K/V blocks travel the cp ring, RoPE rotates at the chunks' global positions.
+//     heads; K/V blocks travel the cp ring, RoPE rotates at the chunks' global positions;
+//   "hybrid" (USP): the Ulysses all-to-alls inside cp_a2a gather a ring rank's zigzag chunks
+//     for Hl / cpa heads, then the ring runs across cp_ring.
 #pragma once
 
 #include <memory>
@@ -21,7 +23,7 @@ namespace sparta::models {
 // Backward scratch of the attention modules (one set for the model) and the context-parallel
 // exchange buffers, which the forward uses too.
 struct AttentionScratch {
-  AttentionScratch(kernels::ArenaPlan& acts, const Dims& d, parallel::Comm* cp);
+  AttentionScratch(kernels::ArenaPlan& acts, const Dims& d, parallel::Comm* ring_comm);
   Tensor g_att, g_qkv, g_q, g_k, g_v, g_o;
   // Ulysses: [B, H_tp, T, D] per-rank token blocks of all this rank's tp heads, the
   // all-to-all's send/receive buffers, and its per-peer element counts.
@@ -42,7 +44,7 @@ class Attention final : public Mixer {
  private:
   void to_heads(Tensor dst, Tensor src);   // [B, Hl, T, D] -> [B, Hc, Tf, D] (all-to-all)
   void to_tokens(Tensor dst, Tensor src);  // the inverse
-  bool ulysses() const { return d_.cp > 1 && !d_.ring; }
+  bool ulysses() const { return d_.cpa > 1; }
   Dims d_;
   bool rope_;
   float theta_;

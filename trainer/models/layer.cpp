@@ -26,9 +26,13 @@ Dims Dims::of(const ModelConfig& cfg, int batch, const parallel::ProcessGroups& 
   d.FC = cfg.ffn == FfnType::swiglu ? 2 * d.F : d.F;
   d.L = cfg.n_layers;
   d.Hl = d.H / d.tp;
-  d.ring = g.cp_algo == parallel::CpAlgo::ring && d.cp > 1;
-  d.Hc = d.ring ? d.Hl : d.Hl / d.cp;
-  d.Ta = d.ring ? d.T : d.Tf;
+  d.cpa = g.cp_a2a.size();
+  d.cpa_rank = g.cp_a2a.rank();
+  d.cpr = g.cp_ring.size();
+  d.cpr_rank = g.cp_ring.rank();
+  d.ring = d.cpr > 1;
+  d.Hc = d.Hl / d.cpa;
+  d.Ta = d.T * d.cpa;
   d.Cl = d.C / d.tp;
   d.Fl = d.F / d.tp;
   d.FCl = d.FC / d.tp;

@@ -27,10 +27,12 @@ struct Dims {
   int64_t C = 1, H = 1, D = 1, V = 1, F = 1, FC = 1, L = 0;  // FC: SwiGLU's gate + up = 2F
   int tp = 1, tp_rank = 0, cp = 1, cp_rank = 0, ep = 1, ep_rank = 0;
   int64_t Hl = 1, Hc = 1, Cl = 1, Fl = 1, FCl = 1, Vl = 1;  // this rank's heads, widths, vocab
-  // Context parallel: ring (zigzag chunks, K/V round the ring) or Ulysses. Attention runs on
-  // Hc heads of Ta query rows per sequence: Ulysses Hl / cp heads of all Tf rows; ring all Hl
-  // heads of this rank's T rows.
-  bool ring = false;
+  // Context parallel = Ulysses (cpa ranks: all-to-alls) x ring (cpr ranks: zigzag chunks, K/V
+  // round the ring), cp = cpa * cpr (ProcessGroups::cp_a2a, cp_ring). Attention runs on
+  // Hc = Hl / cpa heads of Ta = T * cpa query rows per sequence: pure Ulysses all Tf rows; pure
+  // ring this rank's T rows.
+  int cpa = 1, cpa_rank = 0, cpr = 1, cpr_rank = 0;
+  bool ring = false;  // cpr > 1
   int64_t Ta = 1;
   static Dims of(const ModelConfig& cfg, int batch, const parallel::ProcessGroups& g);
 };

@@ -22,7 +22,8 @@ namespace sparta::models {
 
 class RingAttention {
  public:
-  // Plans the double buffers for [B, Hc, T, D] blocks (Dims: ring layout) and the positions.
+  // Plans the double buffers for [B, Hc, Ta, D] blocks and the positions; `cp` is the ring's
+  // group (Dims::cpr ranks).
   RingAttention(kernels::ArenaPlan& acts, const Dims& d, parallel::Comm* cp);
 
   // Global start of this rank's `part` (0: chunk r, 1: chunk 2 cp - 1 - r) of `len` tokens.
@@ -32,13 +33,13 @@ class RingAttention {
   // The pairs step `t` computes: rank r against the block of src = (r - t) mod cp.
   static kernels::AttnMask step_mask(int rank, int src, int64_t T);
 
-  // q, k, v, o: [B, Hc, T, D] of this rank's tokens; lse [B, Hc, T]. Exact causal attention of
-  // the whole sequence, for this rank's queries.
+  // q, k, v, o: [B, Hc, Ta, D] of this ring rank's tokens; lse [B, Hc, Ta]. Exact causal
+  // attention of the whole sequence, for these queries.
   void forward(Tensor o, Tensor lse, Tensor q, Tensor k, Tensor v);
   // dq, dk, dv += the gradients of this rank's q, k, v given the final o, lse and dout.
   void backward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor q, Tensor k, Tensor v,
                 Tensor o, Tensor lse);
-  // Global positions of this rank's tokens, [B, T] i32 (RoPE at the zigzag positions).
+  // Global positions of this ring rank's tokens, [B, Ta] i32 (RoPE at the zigzag positions).
   Tensor positions();
 
  private:

@@ -22,7 +22,10 @@ Transformer::Transformer(const ModelConfig& cfg, int batch, k::Device device, ui
       own_groups_(groups ? nullptr : std::make_unique<parallel::ProcessGroups>()),
       groups_(groups ? groups : own_groups_.get()),
       d_(Dims::of(cfg, batch, *groups_)) {
-  parallel::validate_model_support({d_.tp, d_.cp, d_.ep, 1, "tp-cp-ep-dp", 0, groups_->cp_algo},
+  const parallel::CpAlgo algo = d_.cpr == 1   ? parallel::CpAlgo::ulysses
+                                : d_.cpa == 1 ? parallel::CpAlgo::ring
+                                              : parallel::CpAlgo::hybrid;
+  parallel::validate_model_support({d_.tp, d_.cp, d_.ep, 1, "tp-cp-ep-dp", 0, algo, d_.cpa},
                                    mesh_limits(cfg));
   SPARTA_CHECK(cfg.d_model % cfg.n_heads == 0, "d_model {} not divisible by n_heads {}",
                cfg.d_model, cfg.n_heads);
@@ -48,7 +51,7 @@ void Transformer::build(k::ArenaPlan& acts) {
   // Backward scratch, one set per module kind (the dense kinds' always, as planned before).
   const std::vector<bool> moe_mask = cfg_.moe_layer_mask();
   const bool any_moe = std::find(moe_mask.begin(), moe_mask.end(), true) != moe_mask.end();
-  attn_scratch_ = std::make_unique<AttentionScratch>(acts, d, g.cp.dev);
+  attn_scratch_ = std::make_unique<AttentionScratch>(acts, d, g.cp_ring.dev);
   mlp_scratch_ = std::make_unique<MlpScratch>(acts, d);
   if (any_moe) moe_scratch_ = std::make_unique<MoeScratch>(acts, cfg_, d);
   if (cfg_.uoe) {
@@ -100,18 +103,18 @@ void Transformer::zero_grads() {
 }
 
 void Transformer::set_batch(const int32_t* tokens, const int32_t* targets) {
-  // Context parallel: Ulysses, tokens [cp_rank * T, (cp_rank + 1) * T) of each sequence; ring,
-  // the zigzag chunks cp_rank and 2 cp - 1 - cp_rank of 2 cp (RingAttention::chunk_start).
-  const int64_t T = d_.T;
-  const int parts = d_.ring ? 2 : 1;
-  const int64_t len = T / parts;
+  // Context parallel: this rank's T tokens of each sequence are part cpa_rank of its ring
+  // rank's Ta = T * cpa, which are the zigzag chunks cpr_rank and 2 cpr - 1 - cpr_rank of 2 cpr
+  // (RingAttention::chunk_start); without a ring, tokens [cp_rank * T, (cp_rank + 1) * T).
+  const int64_t T = d_.T, m = d_.Ta / 2;
   for (int64_t b = 0; b < d_.B; ++b)
-    for (int part = 0; part < parts; ++part) {
+    for (int64_t i = 0; i < T; ++i) {
+      const int64_t j = d_.cpa_rank * T + i;  // row of the ring rank's Ta
       const int64_t at =
-          d_.ring ? RingAttention::chunk_start(part, len, d_.cp_rank, d_.cp) : d_.cp_rank * T;
-      const int64_t to = b * T + part * len;
-      std::copy_n(tokens + b * d_.Tf + at, len, host_tokens_.begin() + to);
-      std::copy_n(targets + b * d_.Tf + at, len, host_targets_.begin() + to);
+          d_.ring ? RingAttention::chunk_start(j < m ? 0 : 1, m, d_.cpr_rank, d_.cpr) + j % m
+                  : d_.cp_rank * T + i;
+      host_tokens_[static_cast<size_t>(b * T + i)] = tokens[b * d_.Tf + at];
+      host_targets_[static_cast<size_t>(b * T + i)] = targets[b * d_.Tf + at];
     }
   valid_targets_ = 0;
   for (int64_t i = 0; i < d_.N; ++i) {
