@@ -90,8 +90,13 @@ class Service final : public sparta::v1::Control::Service {
                             grpc::ServerWriter<sparta::v1::Event>* w) override {
     if (auto s = authorize(ctx, "StreamEvents"); !s.ok()) return s;
     uint64_t next = 0;
-    while (!stopping_ && !ctx->IsCancelled()) {
-      for (const auto& e : events_.wait_from(&next, kStreamWaitS)) {
+    // The run's last events (the drain, "the run ended") are pushed just before the log closes
+    // and the server stops, possibly while this thread is still writing earlier ones. So the
+    // end is decided before a read: once closed or stopping, one more read without waiting
+    // hands over everything pushed until then, and the stream ends after it.
+    while (!ctx->IsCancelled()) {
+      const bool last = stopping_ || events_.closed();
+      for (const auto& e : events_.wait_from(&next, last ? 0 : kStreamWaitS)) {
         sparta::v1::Event out;
         out.set_kind(static_cast<sparta::v1::Event::Kind>(static_cast<int>(e.kind)));
         out.set_step(e.step);
@@ -99,7 +104,7 @@ class Service final : public sparta::v1::Control::Service {
         out.set_message(e.message);
         if (!w->Write(out)) return grpc::Status::OK;
       }
-      if (events_.closed()) break;
+      if (last) break;
     }
     return grpc::Status::OK;
   }

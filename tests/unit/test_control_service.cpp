@@ -1,10 +1,13 @@
 // sparta.v1.Control over a real loopback gRPC channel (monitoring/control_service.h). The backend
 // here is a scripted run; the trainer's own backend is tested end to end in tests/e2e.
+#include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "control.grpc.pb.h"
 #include "health.grpc.pb.h"
@@ -123,6 +126,36 @@ TEST(ControlService, EventStreamEndsWhenTheServerStops) {
   }
   EXPECT_TRUE(reader->Finish().ok());
   stopper.join();
+}
+
+// A run pushes its last events (the drain, "the run ended") right before it closes the log and
+// stops the server, while the stream may still be writing earlier ones: every event pushed
+// before the stop reaches the client, in order (a race lost one in CI once). Several rounds,
+// since the old loss depended on where the writer thread was.
+TEST(ControlService, EventStreamDeliversEveryEventPushedBeforeTheStop) {
+  for (int round = 0; round < 20; ++round) {
+    ScriptedRun run;
+    m::EventLog events;
+    m::ControlServer server({}, run, events);
+    auto s = stub(server.address());
+    events.push({m::EventKind::eval_done, 0, 0, "e0"});
+    grpc::ClientContext ctx;
+    auto reader = s->StreamEvents(&ctx, {});
+    v1::Event e;
+    ASSERT_TRUE(reader->Read(&e));
+    std::thread run_end([&] {
+      for (int i = 1; i <= 10; ++i)
+        events.push({m::EventKind::control, i, 0, fmt::format("e{}", i)});
+      events.close();
+      server.stop();
+    });
+    std::vector<std::string> got;
+    while (reader->Read(&e)) got.push_back(e.message());
+    EXPECT_TRUE(reader->Finish().ok());
+    run_end.join();
+    ASSERT_EQ(got.size(), 10u) << "round " << round;
+    for (int i = 1; i <= 10; ++i) EXPECT_EQ(got[size_t(i - 1)], fmt::format("e{}", i));
+  }
 }
 
 TEST(ControlService, TokenRequiredOffLoopbackAndChecked) {
