@@ -75,7 +75,7 @@ std::vector<MetricValue> control_metrics(const MetricsState& s) {
     add("sparta_phase_seconds_total", s.phase_seconds_total[p],
         {{"phase", to_string(static_cast<Phase>(p))}});
   for (size_t g = 0; g < s.coll_seconds.size() && g < s.info.comm_groups.size(); ++g)
-    for (size_t op = 0; op < 8; ++op)
+    for (size_t op = 0; op < kCollectiveOpCount; ++op)
       if (s.coll_seconds[g][op] > 0)
         add("sparta_collective_seconds_total", s.coll_seconds[g][op],
             {{"group", s.info.comm_groups[g]}, {"op", kCollectiveOps[op]}});

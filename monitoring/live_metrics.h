@@ -18,6 +18,8 @@ namespace sparta::monitoring {
 // straggler.
 enum class Phase { data, forward, backward, optimizer, comm_wait, checkpoint, eval };
 constexpr size_t kPhases = 7;
+// Collective kinds, in parallel::CollKind order (trainer/run_monitor.cpp checks the count).
+constexpr size_t kCollectiveOpCount = 9;
 const char* to_string(Phase p);
 
 // A routed block (MoE FFN, UoE attention or MLP) and the experts this rank exports.
@@ -75,14 +77,14 @@ struct MetricsState {
   std::vector<std::vector<double>> expert_tokens_total, expert_tokens_step;
   std::vector<double> dropped_total, router_entropy, aux_loss, z_loss;
   // Collectives by (group, op): cumulative seconds and bytes.
-  std::vector<std::array<double, 8>> coll_seconds, coll_bytes;
+  std::vector<std::array<double, kCollectiveOpCount>> coll_seconds, coll_bytes;
 };
 
 const std::vector<double>& step_duration_buckets();
 const std::vector<double>& checkpoint_duration_buckets();
-constexpr const char* kCollectiveOps[8] = {"all_reduce",   "reduce_scatter", "all_gather",
-                                           "all_to_all_v", "send",           "recv",
-                                           "broadcast",    "barrier"};
+constexpr const char* kCollectiveOps[kCollectiveOpCount] = {
+    "all_reduce", "reduce_scatter", "all_gather", "all_to_all_v", "send",
+    "recv",       "broadcast",      "barrier",    "sendrecv"};
 // stop: --stop-at-step; signal: SIGTERM or the checkpoint signal; request: trigger file or RPC.
 constexpr const char* kCheckpointReasons[5] = {"interval", "final", "stop", "signal", "request"};
 constexpr const char* kSignalNames[4] = {"SIGTERM", "SIGUSR1", "SIGUSR2", "SIGHUP"};

@@ -111,7 +111,7 @@ void add_run(Families& F, const MetricsState& s) {
   auto& cs = F.family("sparta_collective_seconds_total", "time inside collectives", kCounter);
   auto& cb = F.family("sparta_collective_bytes_total", "bytes this rank contributed", kCounter);
   for (size_t g = 0; g < i.comm_groups.size(); ++g)
-    for (size_t op = 0; op < 8; ++op) {
+    for (size_t op = 0; op < kCollectiveOpCount; ++op) {
       const Labels l = {{"group", i.comm_groups[g]}, {"op", kCollectiveOps[op]}};
       Families::add(cs, s.coll_seconds[g][op], l);
       Families::add(cb, s.coll_bytes[g][op], l);

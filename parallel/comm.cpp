@@ -8,8 +8,9 @@
 namespace sparta::parallel {
 
 const char* to_string(CollKind k) {
-  static const char* const names[] = {"all_reduce", "reduce_scatter", "all_gather", "all_to_all_v",
-                                      "send",       "recv",           "broadcast",  "barrier"};
+  static const char* const names[] = {"all_reduce",   "reduce_scatter", "all_gather",
+                                      "all_to_all_v", "send",           "recv",
+                                      "broadcast",    "barrier",        "sendrecv"};
   return names[static_cast<size_t>(k)];
 }
 
@@ -75,18 +76,34 @@ void Comm::all_reduce(kernels::Tensor t, ReduceOp op) {
   do_all_reduce(t, op);
 }
 
-void Comm::start_all_reduce(kernels::Tensor t, ReduceOp op) {
+void Comm::begin_pending(CollKind kind, int64_t bytes, int peer) {
   if (pending_.size() >= FlightRecorder::kCapacity / 2) wait_all();  // records stay in the ring
   if (pending_.capacity() == 0) pending_.reserve(FlightRecorder::kCapacity / 2);
-  const double t0 = clock_s();
-  const auto bytes = static_cast<int64_t>(t.nbytes());
-  FlightRecord& r = flight_->begin(CollKind::all_reduce, bytes, -1);
-  pending_.emplace_back(&r, r.seq);
-  CollStats& s = stats_[static_cast<size_t>(CollKind::all_reduce)];
+  FlightRecord& r = flight_->begin(kind, bytes, peer);
+  pending_.push_back({&r, r.seq, kind, bytes});
+  CollStats& s = stats_[static_cast<size_t>(kind)];
   ++s.calls;
   s.bytes += bytes;
+}
+
+void Comm::start_all_reduce(kernels::Tensor t, ReduceOp op) {
+  const double t0 = clock_s();
+  begin_pending(CollKind::all_reduce, static_cast<int64_t>(t.nbytes()), -1);
   do_start_all_reduce(t, op);
-  s.seconds += clock_s() - t0;  // time this rank is blocked, here and in wait_all()
+  // The time this rank is blocked, here and in wait_all().
+  stats_[static_cast<size_t>(CollKind::all_reduce)].seconds += clock_s() - t0;
+}
+
+void Comm::start_sendrecv(kernels::Tensor out, int from, kernels::Tensor in, int to) {
+  SPARTA_CHECK(from >= 0 && from < size() && to >= 0 && to < size(),
+               "sendrecv on '{}' from rank {} to rank {} of {}", name(), from, to, size());
+  SPARTA_CHECK(out.numel() == in.numel() && out.dtype == in.dtype && out.data != in.data,
+               "sendrecv on '{}': receives {} into {} (same size and type, another buffer)", name(),
+               in.shape_str(), out.shape_str());
+  const double t0 = clock_s();
+  begin_pending(CollKind::sendrecv, static_cast<int64_t>(in.nbytes()), to);
+  do_start_sendrecv(out, from, in, to);
+  stats_[static_cast<size_t>(CollKind::sendrecv)].seconds += clock_s() - t0;
 }
 
 void Comm::progress() {
@@ -98,9 +115,15 @@ void Comm::wait_all() {
   const double t0 = clock_s();
   do_wait_all();
   const double t1 = clock_s();
-  stats_[static_cast<size_t>(CollKind::all_reduce)].seconds += t1 - t0;
-  for (auto [r, seq] : pending_)
-    if (r->seq == seq) r->end_s = t1;
+  // The wait is shared by what was in flight: each kind gets its share of the bytes.
+  int64_t total = 0;
+  for (const Pending& p : pending_) total += p.bytes;
+  for (const Pending& p : pending_) {
+    stats_[static_cast<size_t>(p.kind)].seconds +=
+        (t1 - t0) * (total > 0 ? static_cast<double>(p.bytes) / static_cast<double>(total)
+                               : 1.0 / static_cast<double>(pending_.size()));
+    if (p.rec->seq == p.seq) p.rec->end_s = t1;
+  }
   pending_.clear();
 }
 
@@ -193,6 +216,10 @@ void SelfComm::do_send(kernels::Tensor, int peer) {
 
 void SelfComm::do_recv(kernels::Tensor, int peer) {
   SPARTA_CHECK(false, "recv from rank {} in a communicator of one rank", peer);
+}
+
+void SelfComm::do_start_sendrecv(kernels::Tensor out, int, kernels::Tensor in, int) {
+  kernels::copy(out, in);  // ranks 0 -> 0, checked by start_sendrecv
 }
 
 void SelfComm::do_broadcast(kernels::Tensor, int root) {

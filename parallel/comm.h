@@ -13,6 +13,11 @@
 //   all_to_all_v(out, rc, in, sc) rank r sends in[offsets(sc)[r'] ...] (sc[r'] elements) to r',
 //                                and receives rc[r'] elements from r' into out, in rank order
 //   send / recv                  point to point, matched in order
+//   start_sendrecv(out, from, in, to)  sends `in` to rank `to` and receives `out` from rank
+//                                `from` (a ring pass: to = rank + 1, from = rank - 1), started
+//                                now and completed by wait_all(); neither tensor may be touched
+//                                in between. Passes between the same two ranks match in the
+//                                order they were started.
 //   broadcast(t, root), barrier(), split(color, key, name): a sub-communicator (MPI semantics)
 //   start_all_reduce(t, op)      the same all-reduce, started now and completed by wait_all();
 //                                t must not be touched in between. progress() lets a backend
@@ -44,6 +49,7 @@ enum class CollKind : uint8_t {
   recv,
   broadcast,
   barrier,
+  sendrecv,
   count_
 };
 const char* to_string(CollKind k);
@@ -96,6 +102,7 @@ class Comm {
   void broadcast(kernels::Tensor t, int root);
   void barrier();
   void start_all_reduce(kernels::Tensor t, ReduceOp op);
+  void start_sendrecv(kernels::Tensor out, int from, kernels::Tensor in, int to);
   void progress();
   void wait_all();
   // Ranks with the same color form a new communicator, ordered by key (then by old rank).
@@ -125,12 +132,21 @@ class Comm {
   virtual void do_barrier() = 0;
   virtual std::unique_ptr<Comm> do_split(int color, int key, const std::string& name) = 0;
   virtual void do_start_all_reduce(kernels::Tensor t, ReduceOp op) { do_all_reduce(t, op); }
+  // Backends complete what they cannot overlap inside the start, like start_all_reduce.
+  virtual void do_start_sendrecv(kernels::Tensor out, int from, kernels::Tensor in, int to) = 0;
   virtual void do_progress() {}
   virtual void do_wait_all() {}
 
  private:
   class Scope;
-  std::vector<std::pair<FlightRecord*, uint64_t>> pending_;  // started, not yet waited (seq)
+  struct Pending {
+    FlightRecord* rec;
+    uint64_t seq;  // rec is still this collective's while rec->seq == seq
+    CollKind kind;
+    int64_t bytes;
+  };
+  void begin_pending(CollKind kind, int64_t bytes, int peer);
+  std::vector<Pending> pending_;  // started, not yet waited
   std::array<CollStats, kCollKinds> stats_{};
   std::shared_ptr<FlightRecorder> flight_ = std::make_shared<FlightRecorder>();
 };
@@ -153,6 +169,7 @@ class SelfComm final : public Comm {
   void do_recv(kernels::Tensor, int peer) override;
   void do_broadcast(kernels::Tensor t, int root) override;
   void do_barrier() override {}
+  void do_start_sendrecv(kernels::Tensor out, int from, kernels::Tensor in, int to) override;
   std::unique_ptr<Comm> do_split(int color, int key, const std::string& name) override;
 
  private:

@@ -223,6 +223,27 @@ class MpiComm final : public Comm {
     async_.clear();
   }
 
+  // Host tensors overlap (MPI_Irecv + MPI_Isend on their own tag, completed in wait_all());
+  // device tensors share the two staging buffers, so they complete at once.
+  void do_start_sendrecv(kernels::Tensor out, int from, kernels::Tensor in, int to) override {
+    constexpr int kShiftTag = 1;  // apart from send/recv's 0: the two never match each other
+    const int n = as_int(in.numel(), "sendrecv");
+    const bool host = in.device.is_cpu() && out.device.is_cpu();
+    void* hin = host ? in.data : host_of(in, 0, true);
+    void* hout = host ? out.data : host_of(out, 1, false);
+    MPI_Request recv, send;
+    check_mpi(MPI_Irecv(hout, n, mpi_type(out.dtype), from, kShiftTag, comm_, &recv), "MPI_Irecv");
+    check_mpi(MPI_Isend(hin, n, mpi_type(in.dtype), to, kShiftTag, comm_, &send), "MPI_Isend");
+    if (host) {
+      async_.push_back({recv, out, ReduceOp::sum});
+      async_.push_back({send, in, ReduceOp::sum});
+      return;
+    }
+    wait(recv, *this, CollKind::sendrecv, static_cast<int64_t>(in.nbytes()));
+    wait(send, *this, CollKind::sendrecv, static_cast<int64_t>(in.nbytes()));
+    store(out, hout);
+  }
+
   void do_reduce_scatter(kernels::Tensor out, kernels::Tensor in, ReduceOp op) override {
     SPARTA_CHECK(in.dtype == kernels::DType::f32, "reduce_scatter needs f32 tensors");
     std::vector<int>& counts = counts_;
@@ -340,7 +361,9 @@ class MpiComm final : public Comm {
     kernels::Tensor t;
     ReduceOp op;
   };
-  std::vector<Async> async_;  // started all-reduces (capacity reserved: none allocated per step)
+  // Started all-reduces and pass halves (capacity reserved for Comm's limit on what is in flight:
+  // none allocated per step).
+  std::vector<Async> async_;
 };
 
 // Ends the process when MPI_Init has not returned in time. Only write(2) and _exit(2) run on

@@ -195,6 +195,19 @@ class NcclComm final : public Comm {
                "ncclAllReduce");
     pending_bytes_ += static_cast<int64_t>(t.nbytes());
   }
+  // A ring pass: both halves in one group on the communicator's stream, completed by wait_all
+  // like the buckets.
+  void do_start_sendrecv(kernels::Tensor out, int from, kernels::Tensor in, int to) override {
+    device_only(in, "sendrecv");
+    device_only(out, "sendrecv");
+    after_compute();
+    const size_t n = nccl_count(in.dtype, in.numel());
+    check_nccl(ncclGroupStart(), "ncclGroupStart");
+    check_nccl(ncclSend(in.data, n, nccl_type(in.dtype), to, comm_, stream_), "ncclSend");
+    check_nccl(ncclRecv(out.data, n, nccl_type(out.dtype), from, comm_, stream_), "ncclRecv");
+    check_nccl(ncclGroupEnd(), "ncclGroupEnd");
+    pending_bytes_ += static_cast<int64_t>(in.nbytes());
+  }
   void do_wait_all() override {
     wait(CollKind::all_reduce, pending_bytes_);
     pending_bytes_ = 0;
@@ -255,7 +268,7 @@ class NcclComm final : public Comm {
   int rank_ = 0, size_ = 1;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t ready_ = nullptr;
-  int64_t pending_bytes_ = 0;  // started all-reduces not yet waited for
+  int64_t pending_bytes_ = 0;  // started all-reduces and passes not yet waited for
   void* barrier_buf_ = nullptr;
 };
 

@@ -223,6 +223,9 @@ void RunMonitor::after_step(const models::Transformer& model, int64_t done, doub
   live_.on_step(s);
 }
 
+static_assert(parallel::kCollKinds == monitoring::kCollectiveOpCount,
+              "monitoring::kCollectiveOps lists parallel::CollKind");
+
 void RunMonitor::publish_collectives() {
   const auto& comms = comms_;
   for (size_t c = 0; c < comms.size(); ++c)

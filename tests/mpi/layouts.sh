@@ -138,8 +138,9 @@ train hybrid_2x2 4 8 "${h4[@]}" --set parallel.cp_algo=hybrid --set parallel.cp=
 if python3 - "$work/hybrid_2x2/metrics.jsonl" <<'PY'
 import json, sys
 last = [l for l in map(json.loads, open(sys.argv[1])) if "loss" in l][-1]
-calls = {c["comm"]: c["calls"] for c in last["comm"] if c["kind"] == "all_to_all_v"}
-sys.exit(0 if calls.get("cp_a2a", 0) > 0 and calls.get("cp_ring", 0) > 0 else 1)
+calls = {(c["comm"], c["kind"]): c["calls"] for c in last["comm"]}
+sys.exit(0 if calls.get(("cp_a2a", "all_to_all_v"), 0) > 0 and
+         calls.get(("cp_ring", "sendrecv"), 0) > 0 else 1)
 PY
 then ok; else bad "hybrid: no traffic on cp_a2a and cp_ring"; fi
 train stop_ring 2 8 "${ring[@]}" --set parallel.cp=2 --stop-at-step 5 || bad "stop at ring cp2"

@@ -1,13 +1,17 @@
 // Every Comm operation of the MPI communicator against values each rank can compute alone, run
 // under mpirun with 2 and 4 ranks (ctest label mpi): all_reduce sum/avg/max, reduce_scatter and
 // all_gather with uneven blocks (and in place), all_to_all_v with ragged counts, send/recv,
+// started ring passes (sendrecv),
 // broadcast, barrier, split, the statistics and the flight recorder. The same checks run on
 // SelfComm in one process.
 #include <gtest/gtest.h>
 
 #include <memory>
 #include <numeric>
+#include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "kernels/arena.h"
 #include "kernels/tensor.h"
@@ -91,6 +95,37 @@ TEST(MpiComm, StartedAllReducesCompleteInWaitAll) {
     }
   EXPECT_EQ(c.stats(parallel::CollKind::all_reduce).calls, calls + 3);
   EXPECT_EQ(c.flight().tail(8).find("IN FLIGHT"), std::string::npos);
+}
+
+// Ring passes in flight together (as the ring attention's backward has them: the accumulator
+// of one step and the next step's K/V), beside a started all-reduce: each lands in its own
+// buffer, in the order started, and is done after one wait_all.
+TEST(MpiComm, StartedSendRecvsRingTheRanks) {
+  Comm& c = *g_world;
+  const int P = c.size(), me = c.rank();
+  const int next = (me + 1) % P, prev = (me + P - 1) % P;
+  const int64_t calls = c.stats(parallel::CollKind::sendrecv).calls;
+  std::vector<float> a(3000), b(3000), ra(3000, -1), rb(3000, -1), sum(10, 1);
+  for (size_t i = 0; i < a.size(); ++i) {
+    a[i] = value(me, static_cast<int64_t>(i));
+    b[i] = -value(me, static_cast<int64_t>(i));
+  }
+  c.start_sendrecv(view(ra), prev, view(a), next);
+  c.start_all_reduce(view(sum), ReduceOp::sum);
+  c.start_sendrecv(view(rb), prev, view(b), next);
+  c.progress();
+  c.wait_all();
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(ra[i], value(prev, static_cast<int64_t>(i))) << i;
+    ASSERT_EQ(rb[i], -value(prev, static_cast<int64_t>(i))) << i;
+  }
+  EXPECT_EQ(sum[0], static_cast<float>(P));
+  EXPECT_EQ(c.stats(parallel::CollKind::sendrecv).calls, calls + 2);
+  EXPECT_EQ(c.stats(parallel::CollKind::sendrecv).bytes % (2 * 3000 * 4), 0);
+  const std::string tail = c.flight().tail(3);
+  EXPECT_NE(tail.find(fmt::format("sendrecv 12000 bytes peer {}", next)), std::string::npos)
+      << tail;
+  EXPECT_EQ(tail.find("IN FLIGHT"), std::string::npos) << tail;
 }
 
 TEST(MpiComm, ReduceScatterAndAllGatherWithUnevenBlocks) {

@@ -8,8 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
 #include <cctype>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string>
@@ -59,7 +59,7 @@ TEST(LiveMetrics, KnownSeriesStartAtZeroWithValidNames) {
   const std::string text = mon::exposition_text(m.snapshot());
   ASSERT_FALSE(text.empty()) << "built without prometheus-cpp";
   EXPECT_EQ(samples(text, "sparta_phase_seconds_total").size(), mon::kPhases);
-  EXPECT_EQ(samples(text, "sparta_collective_seconds_total").size(), 2u * 8u);
+  EXPECT_EQ(samples(text, "sparta_collective_seconds_total").size(), 2u * mon::kCollectiveOpCount);
   EXPECT_EQ(samples(text, "sparta_expert_tokens_total").size(), 8u);
   EXPECT_EQ(samples(text, "sparta_layer_grad_norm").size(), 2u);
   for (const std::string& line : samples(text, "sparta_steps_total"))

@@ -147,6 +147,16 @@ TEST(ProcessMesh, InvalidLayoutsSayWhatToChange) {
   expect_refused(l, 4, model(), "must name tp, cp, ep and dp once each");
 }
 
+template <class F>
+void expect_error(F f, const std::string& msg) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; wanted: " << msg;
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find(msg), std::string::npos) << e.what();
+  }
+}
+
 TEST(SelfComm, CollectivesAreTheIdentityAndAreRecorded) {
   parallel::SelfComm c;
   std::vector<float> a = {1, 2, 3}, b(3);
@@ -163,6 +173,13 @@ TEST(SelfComm, CollectivesAreTheIdentityAndAreRecorded) {
   EXPECT_EQ(c.flight().last_seq(), 4u);
   EXPECT_NE(c.flight().tail().find("#4 all_to_all_v 12 bytes"), std::string::npos)
       << c.flight().tail();
+  c.start_sendrecv(tb, 0, ta, 0);  // a ring of one: to itself
+  c.wait_all();
+  EXPECT_EQ(b, a);
+  EXPECT_EQ(c.stats(parallel::CollKind::sendrecv).calls, 1);
+  expect_error([&] { c.start_sendrecv(ta, 0, ta, 0); },
+               "sendrecv on 'self': receives [3] into [3] (same size and type, another buffer)");
+  expect_error([&] { c.start_sendrecv(tb, 1, ta, 0); }, "sendrecv on 'self' from rank 1");
   EXPECT_EQ(parallel::Comm::block_range(10, 4, 3), (std::pair<int64_t, int64_t>{9, 10}));
   EXPECT_EQ(parallel::Comm::block_range(2, 4, 3), (std::pair<int64_t, int64_t>{2, 2}));
 }

@@ -7,11 +7,11 @@
 // same way with a travelling fp32 dK/dV accumulator beside them, which a last pass returns to
 // its owner: K/V move cp - 1 times, dK/dV cp times.
 //
-// The passes are blocking (an all_to_all_v with one non-zero count each way, so every backend
-// serves them); overlapping them with the block compute is not done yet.
+// Each pass is a Comm::start_sendrecv, started before the block compute it overlaps and waited
+// for after it (MPI: Isend/Irecv on host tensors; NCCL: the communicator's own stream). K/V have
+// two buffers (the one attended to is sent while the next arrives); dK/dV two more and one for
+// a step's share, which is added once the block's accumulator has arrived.
 #pragma once
-
-#include <vector>
 
 #include "kernels/arena.h"
 #include "kernels/op_types.h"
@@ -43,12 +43,11 @@ class RingAttention {
   Tensor positions();
 
  private:
-  void pass(Tensor out, Tensor in);  // in -> rank + 1; out <- rank - 1
+  void start_pass(Tensor out, Tensor in);  // in -> rank + 1; out <- rank - 1
   Dims d_;
   parallel::Comm* cp_;
   int64_t n_;  // elements of one K (or V) block
-  Tensor kv_[2], dkv_[2], o_part_, lse_part_, pos_;
-  std::vector<int64_t> send_counts_, recv_counts_;
+  Tensor kv_[2], dkv_[2], dkv_part_, o_part_, lse_part_, pos_;
   bool pos_ready_ = false;
 };
 
