@@ -34,6 +34,9 @@ class Arena {
   Tensor alloc(DType dtype, std::initializer_list<int64_t> dims);
   Tensor alloc(DType dtype, const std::vector<int64_t>& dims);
 
+  // A tensor at byte `offset` of this arena, the bump pointer untouched (ArenaPlan's overlays,
+  // in a range reserved by one alloc()).
+  Tensor carve(size_t offset, DType dtype, const std::vector<int64_t>& dims) const;
   size_t used() const { return used_; }
   size_t capacity() const { return capacity_; }
   bool is_measuring() const { return measuring_; }
@@ -62,9 +65,21 @@ class ArenaPlan {
   // A zero-filled tensor (fill != 0: filled with that value at commit).
   void add(Tensor* dst, DType dtype, std::vector<int64_t> dims, float fill = 0.0f);
   void add(Tensor* dst, std::vector<int64_t> dims) { add(dst, DType::f32, std::move(dims)); }
+  // Overlays (train.recompute): between open_overlay(key) and close_overlay() requests go into
+  // a new instance of overlay `key`. Every instance of a key starts at the same offset, so they
+  // share memory and the key costs its largest instance's bytes. Only one instance may hold live
+  // values at a time: its owner recomputes them before each use. Overlaid tensors take no fill
+  // value, and nothing may rely on their zero start.
+  void open_overlay(int key);
+  void close_overlay();
+  // Outside any open overlay: a tensor whose values outlive its owner's turn (a block's output
+  // is the next block's input).
+  void add_kept(Tensor* dst, std::vector<int64_t> dims);
   // Allocates and fills every destination; afterwards the plan is spent. Returns the arena.
   Arena commit(Device device);
   size_t requests() const { return requests_.size(); }
+  // Bytes the overlays save against giving every instance its own memory (before commit).
+  size_t overlay_savings() const;
 
  private:
   struct Request {
@@ -72,9 +87,19 @@ class ArenaPlan {
     DType dtype;
     std::vector<int64_t> dims;
     float fill;
+    int key = -1;  // overlay, or -1
+    int instance = 0;
   };
+  // Bytes of what is not overlaid, and of each overlay's instances.
+  struct Sizes {
+    size_t plain = 0;
+    std::vector<std::pair<int, std::vector<size_t>>> overlays;  // key -> bytes per instance
+  };
+  Sizes sizes() const;
   std::string name_;
   std::vector<Request> requests_;
+  int open_key_ = -1, open_instance_ = 0;
+  std::vector<std::pair<int, int>> instances_;  // key -> instances so far
 };
 
 // Device memory and transfers. Host<->device copies are synchronous.

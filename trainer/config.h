@@ -20,8 +20,9 @@ struct TrainSection {
   int64_t eval_every = 100;  // 0: only at the end
   int64_t eval_batches = 0;  // 0: the whole validation split
   int64_t log_every = 1;
-  std::string device = "cpu";  // cpu | cuda
-  int64_t threads = 0;         // CPU threads for OpenMP/OpenBLAS; 0: all cores
+  std::string device = "cpu";      // cpu | cuda
+  int64_t threads = 0;             // CPU threads for OpenMP/OpenBLAS; 0: all cores
+  std::string recompute = "none";  // none | attention | block (models::Recompute)
 };
 
 struct OptimSection {

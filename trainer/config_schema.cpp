@@ -118,6 +118,12 @@ std::vector<Key> build_schema() {
   keys.back().kind = Kind::choice;
   keys.back().choices = {"cpu", "cuda"};
   add_int("train", "threads", REF(train.threads), 0, 4096, "CPU threads (0: all cores)");
+  add_string("train", "recompute", REF(train.recompute),
+             "activations the backward recomputes instead of keeping (same losses and "
+             "gradients): none, attention (each layer's attention) or block (whole blocks from "
+             "their inputs)");
+  keys.back().kind = Kind::choice;
+  keys.back().choices = {"none", "attention", "block"};
 
   add_real("optim", "lr", REF(optim.lr), 0.0, 10.0, "peak learning rate (> 0)");
   add_real("optim", "min_lr_ratio", REF(optim.min_lr_ratio), 0.0, 1.0,

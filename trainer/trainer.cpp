@@ -63,7 +63,12 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
 
   const int B = static_cast<int>(cfg_.train.batch_size);
   const uint64_t seed = static_cast<uint64_t>(cfg_.train.seed);
-  model_ = std::make_unique<models::Transformer>(cfg_.model, B, device, seed, groups_.get());
+  const std::string& rc = cfg_.train.recompute;
+  const models::Recompute recompute = rc == "attention" ? models::Recompute::attention
+                                      : rc == "block"   ? models::Recompute::block
+                                                        : models::Recompute::none;
+  model_ =
+      std::make_unique<models::Transformer>(cfg_.model, B, device, seed, groups_.get(), recompute);
   GradSyncConfig sc;
   sc.zero = p.zero == 1;
   sc.overlap = p.overlap_grad_reduce;
@@ -120,11 +125,16 @@ Trainer::Trainer(const Config& cfg, const RunOptions& opt) : cfg_(cfg), opt_(opt
   if (trigger == "none") trigger.clear();
   control_ = std::make_unique<Control>(*groups_->world.host, world_.rank, trigger);
   say(
-      fmt::format("sparta-train: {} parameters ({:.1f} MB), activations {:.1f} MB, device {}, "
+      fmt::format("sparta-train: {} parameters ({:.1f} MB), activations {:.1f} MB{}, device {}, "
                   "{} Post-LN + {} Pre-LN layers",
                   model_->num_params(), static_cast<double>(model_->param_bytes()) / 1e6,
-                  static_cast<double>(model_->activation_bytes()) / 1e6, k::to_string(device),
-                  cfg_.model.post_ln_layers(), cfg_.model.n_layers - cfg_.model.post_ln_layers()));
+                  static_cast<double>(model_->activation_bytes()) / 1e6,
+                  cfg_.train.recompute == "none"
+                      ? std::string()
+                      : fmt::format(" (recompute {}: {:.1f} MB saved)", cfg_.train.recompute,
+                                    static_cast<double>(model_->recompute_saved_bytes()) / 1e6),
+                  k::to_string(device), cfg_.model.post_ln_layers(),
+                  cfg_.model.n_layers - cfg_.model.post_ln_layers()));
   say(fmt::format(
       "data: {} train windows ({} tokens), {} val windows ({} tokens), {:.2f} bytes/token",
       train_data_->num_windows(), train_data_->num_tokens(), val_data_->num_windows(),

@@ -27,6 +27,7 @@ expect 2 "unknown config key 'model.n_layer'" "$bin/sparta-train" "${tiny[@]}" -
 expect 2 "model.n_layers=abc is not an integer" "$bin/sparta-train" "${tiny[@]}" --set model.n_layers=abc
 expect 2 "optim.beta1 = 2 is not allowed" "$bin/sparta-train" "${tiny[@]}" --set optim.beta1=2
 expect 2 "one of \"pre\", \"post\", \"mix\"" "$bin/sparta-train" "${tiny[@]}" --set model.norm_placement=middle
+expect 2 "train.recompute must be one of \"none\", \"attention\", \"block\"" "$bin/sparta-train" "${tiny[@]}" --set train.recompute=full
 printf '[train]\nsteps = "many"\n' > "$work/bad_type.toml"
 expect 2 "train.steps = 'many' has the wrong type: train.steps must be an integer in [1, " "$bin/sparta-train" --config "$work/bad_type.toml"
 printf '[train]\nsteps = 10\nspeed = 3\n' > "$work/bad_key.toml"
@@ -64,6 +65,9 @@ fi
 
 # A tiny run: progress lines, eval lines, summary, metrics JSONL, saved config.
 expect 0 "done: 8 steps" "$bin/sparta-train" "${tiny[@]}" --run-dir "$work/run" --metrics-out "$work/m.jsonl"
+# Recompute says what it saved (the losses are unchanged: tests/unit/test_recompute.cpp).
+expect 0 "MB (recompute block: 0.2 MB saved)" "$bin/sparta-train" "${tiny[@]}" --set train.steps=1 \
+  --set train.recompute=block --run-dir "$work/recompute"
 out=$("$bin/sparta-train" "${tiny[@]}" --run-dir "$work/run2" 2>&1)
 for needle in "unigram baseline" "step 8/8 | loss" "tok/s" "ETA" "eval  step 4 | val loss" "bits/byte"; do
   if grep -qF -- "$needle" <<<"$out"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: run output lacks '$needle'"; fi

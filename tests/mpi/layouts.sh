@@ -131,6 +131,16 @@ train ring_cp2xep2_moe 4 4 "${ring[@]}" "${moe[@]}" --set parallel.cp=2 --set pa
   check ring_cp2xep2_moe ref_moe 3e-5
 train ring_tp2xcp2 4 8 "${ring[@]}" "${h4[@]}" --set parallel.tp=2 --set parallel.cp=2 &&
   check ring_tp2xcp2 ref_h4 3e-5
+# Activation recomputation (train.recompute): bit-identical to keeping everything on one process
+# (tolerance 0), and across ranks where the recomputed forward communicates again: the ring's
+# passes, expert dispatch beside overlapped gradient buckets, RMoE's state under data parallel.
+train ref_block 1 8 --set train.recompute=block && check ref_block ref 0
+train ref_moe_attn 1 8 "${moe[@]}" --set train.recompute=attention && check ref_moe_attn ref_moe 0
+train ring_cp2_block 2 8 "${ring[@]}" --set parallel.cp=2 --set train.recompute=block &&
+  check ring_cp2_block ring_cp2 0
+train ep2_moe_block 2 4 "${moe[@]}" --set parallel.ep=2 --set parallel.overlap_grad_reduce=true \
+  --set train.recompute=block && check ep2_moe_block ref_moe 3e-5
+train dp2_rmoe_attn 2 4 "${rmoe[@]}" --set train.recompute=attention && check dp2_rmoe_attn ref_rmoe 3e-5
 # Hybrid (USP): Ulysses inside pairs of cp ranks, the ring across the two pairs.
 train hybrid_2x2 4 8 "${h4[@]}" --set parallel.cp_algo=hybrid --set parallel.cp=4 --set parallel.cp_ulysses=2 &&
   check hybrid_2x2 ref_h4 3e-5

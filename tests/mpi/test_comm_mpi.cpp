@@ -17,6 +17,7 @@
 #include "kernels/tensor.h"
 #include "parallel/comm.h"
 #include "parallel/mpi_comm.h"
+#include "tests/common/mpi_main.h"
 
 namespace sparta::test {
 namespace {
@@ -271,18 +272,5 @@ TEST(MpiComm, DeviceTensorsAreStagedThroughTheHost) {
 }  // namespace sparta::test
 
 int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  sparta::parallel::MpiRuntime::init(&argc, &argv);
-  sparta::test::g_world = sparta::parallel::MpiRuntime::world();
-  // Only rank 0 reports; a failure on any rank still fails the test through the exit code.
-  if (sparta::test::g_world->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  const int rc = RUN_ALL_TESTS();
-  std::vector<float> worst(1, static_cast<float>(rc));
-  sparta::test::g_world->all_reduce(sparta::test::view(worst), sparta::parallel::ReduceOp::sum);
-  sparta::test::g_world.reset();
-  sparta::parallel::MpiRuntime::finalize();
-  return worst[0] > 0 ? 1 : 0;
+  return sparta::test::run_mpi_tests(argc, argv, sparta::test::g_world);
 }

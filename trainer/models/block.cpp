@@ -7,7 +7,7 @@ namespace sparta::models {
 namespace k = sparta::kernels;
 
 void Block::plan(k::ArenaPlan& acts, const Dims& d) {
-  acts.add(&out_, {d.N, d.C});
+  acts.add_kept(&out_, {d.N, d.C});
   acts.add(&na_out_, {d.N, d.C});
   if (!post_) acts.add(&nf_out_, {d.N, d.C});  // Post-LN's second norm writes the output
   acts.add(&sum1_, {d.N, d.C});
@@ -39,6 +39,7 @@ void Block::backward(const Pass& pass, Tensor x, Tensor g, RouterStateGrad& stat
     // d(sum1) = N_a^T d(u); d(x) = d(sum1) + Attn^T d(sum1), accumulated in g in place.
     k::zero(g);
     na_.backward(g, g_tmp_, sum1_);
+    if (recompute_mixer_) mixer_->forward(x);
     mixer_->backward(x, g, g);
   } else {
     // g = d(out) = d(sum1) from the residual branch + N_f^T FFN^T g.
@@ -47,6 +48,7 @@ void Block::backward(const Pass& pass, Tensor x, Tensor g, RouterStateGrad& stat
     nf_.backward(g, g_tmp_, sum1_);
     // g = d(sum1); d(x) = g + N_a^T Attn^T g.
     k::zero(g_tmp_);
+    if (recompute_mixer_) mixer_->forward(na_out_);
     mixer_->backward(na_out_, g, g_tmp_);
     na_.backward(g, g_tmp_, x);
   }

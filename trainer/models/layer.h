@@ -35,6 +35,14 @@ struct Dims {
   bool ring = false;  // cpr > 1
   int64_t Ta = 1;
   static Dims of(const ModelConfig& cfg, int batch, const parallel::ProcessGroups& g);
+  // Position in its sequence of this rank's token i (0..T-1): part cpa_rank of its ring rank's
+  // Ta tokens, which are the zigzag chunks cpr_rank and 2 cpr - 1 - cpr_rank of 2 cpr
+  // (RingAttention); without a ring, tokens [cp_rank * T, (cp_rank + 1) * T).
+  int64_t token_position(int64_t i) const {
+    if (!ring) return cp_rank * T + i;
+    const int64_t m = Ta / 2, j = cpa_rank * T + i;  // j: row of the ring rank's Ta
+    return (j < m ? cpr_rank : 2 * cpr - 1 - cpr_rank) * m + j % m;
+  }
 };
 
 // The values of one forward (and the backward that may follow it).

@@ -15,6 +15,10 @@ enum class NormType { layernorm, rmsnorm };
 enum class NormPlacement { pre, post, mix };
 enum class PosEncoding { learned, rope };
 enum class FfnType { swiglu, gelu };
+// train.recompute: which activations the backward recomputes instead of keeping (never changes
+// the function: losses and gradients are bit-identical). attention: each layer's token mixer;
+// block: the whole block from its input, keeping only the block outputs (and RMoE's state).
+enum class Recompute { none, attention, block };
 
 struct ModelConfig {
   int n_layers = 4;       // L

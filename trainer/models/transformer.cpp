@@ -17,8 +17,9 @@ namespace k = sparta::kernels;
 using k::DType;
 
 Transformer::Transformer(const ModelConfig& cfg, int batch, k::Device device, uint64_t seed,
-                         const parallel::ProcessGroups* groups)
+                         const parallel::ProcessGroups* groups, Recompute recompute)
     : cfg_(cfg),
+      recompute_(recompute),
       own_groups_(groups ? nullptr : std::make_unique<parallel::ProcessGroups>()),
       groups_(groups ? groups : own_groups_.get()),
       d_(Dims::of(cfg, batch, *groups_)) {
@@ -33,6 +34,7 @@ Transformer::Transformer(const ModelConfig& cfg, int batch, k::Device device, ui
                "rope needs an even head dim, got {}", cfg.head_dim());
   k::ArenaPlan acts("activations");
   build(acts);
+  recompute_saved_ = acts.overlay_savings();
   act_arena_ = acts.commit(device);
   ps_.carve(device);
   ps_.init(seed);
@@ -61,6 +63,7 @@ void Transformer::build(k::ArenaPlan& acts) {
   if (any_moe && cfg_.moe_router == "gru") gru_ = std::make_unique<GruCell>(acts, cfg_, d);
 
   blocks_.reserve(static_cast<size_t>(d.L));
+  state_in_.reserve(static_cast<size_t>(d.L));  // the plan holds pointers to its elements
   for (int l = 0; l < cfg_.n_layers; ++l) {
     auto mixer = [&]() -> std::unique_ptr<Mixer> {
       if (cfg_.uoe)
@@ -75,7 +78,16 @@ void Transformer::build(k::ArenaPlan& acts) {
         return std::make_unique<MoeFfn>(ps_, acts, cfg_, d, g, *moe_scratch_, gru_.get(), l);
       return std::make_unique<Mlp>(ps_, acts, cfg_, d, *tp_, *mlp_scratch_, l);
     };
-    blocks_.push_back(std::make_unique<Block>(ps_, acts, cfg_, d, l, g_tmp_, mixer, ffn));
+    // Recompute::block: every block in one overlay, whatever its kind (Post-/Pre-LN, dense or
+    // MoE FFN: instances may differ in layout, and the largest sizes the overlay).
+    const bool overlay = recompute_ == Recompute::block;
+    if (overlay) {
+      if (gru_) acts.add(&state_in_.emplace_back(), {d.N, cfg_.moe_gru_dim});
+      acts.open_overlay(kBlockOverlay);
+    }
+    blocks_.push_back(
+        std::make_unique<Block>(ps_, acts, cfg_, d, l, g_tmp_, recompute_, mixer, ffn));
+    if (overlay) acts.close_overlay();
   }
   if (gru_) gru_->add_params(ps_);  // shared by every MoE layer: after the blocks
   final_norm_ = std::make_unique<Norm>(ps_, acts, cfg_, d, "norm_final", -1);
@@ -103,16 +115,11 @@ void Transformer::zero_grads() {
 }
 
 void Transformer::set_batch(const int32_t* tokens, const int32_t* targets) {
-  // Context parallel: this rank's T tokens of each sequence are part cpa_rank of its ring
-  // rank's Ta = T * cpa, which are the zigzag chunks cpr_rank and 2 cpr - 1 - cpr_rank of 2 cpr
-  // (RingAttention::chunk_start); without a ring, tokens [cp_rank * T, (cp_rank + 1) * T).
-  const int64_t T = d_.T, m = d_.Ta / 2;
+  // Context parallel: this rank's T tokens of each sequence (Dims::token_position).
+  const int64_t T = d_.T;
   for (int64_t b = 0; b < d_.B; ++b)
     for (int64_t i = 0; i < T; ++i) {
-      const int64_t j = d_.cpa_rank * T + i;  // row of the ring rank's Ta
-      const int64_t at =
-          d_.ring ? RingAttention::chunk_start(j < m ? 0 : 1, m, d_.cpr_rank, d_.cpr) + j % m
-                  : d_.cp_rank * T + i;
+      const int64_t at = d_.token_position(i);
       host_tokens_[static_cast<size_t>(b * T + i)] = tokens[b * d_.Tf + at];
       host_targets_[static_cast<size_t>(b * T + i)] = targets[b * d_.Tf + at];
     }
@@ -134,7 +141,13 @@ Tensor Transformer::forward_hidden(const Pass& pass) {
   SPARTA_CHECK(valid_targets_ >= 0, "forward before set_batch()");
   RouterState state = gru_ ? gru_->initial_state() : RouterState{};
   Tensor x = emb_->forward(tokens_);
-  for (auto& b : blocks_) x = b->forward(pass, x, state);
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    if (!state_in_.empty()) {  // the state is the last router's output, in an overlay
+      k::copy(state_in_[l], state.h);
+      state.h = state_in_[l];
+    }
+    x = blocks_[l]->forward(pass, x, state);
+  }
   final_norm_->forward(hidden_, x);
   return hidden_;
 }
@@ -154,7 +167,13 @@ void Transformer::run_backward(const Pass& pass, const BlockGradsReady* ready) {
   final_norm_->backward(g_resid_, g_hidden_, x_last);
   for (int l = cfg_.n_layers - 1; l >= 0; --l) {
     const Tensor x = l == 0 ? emb_->output() : blocks_[static_cast<size_t>(l - 1)]->output();
-    blocks_[static_cast<size_t>(l)]->backward(pass, x, g_resid_, state);
+    Block& b = *blocks_[static_cast<size_t>(l)];
+    if (recompute_ == Recompute::block) {  // the overlay holds another block's activations
+      RouterState in =
+          state_in_.empty() ? RouterState{} : RouterState{state_in_[static_cast<size_t>(l)]};
+      b.forward(pass, x, in);
+    }
+    b.backward(pass, x, g_resid_, state);
     if (ready) (*ready)(l);
   }
   emb_->backward(g_resid_, tokens_);

@@ -41,13 +41,16 @@ using BlockGradsReady = std::function<void(int layer)>;
 
 class Transformer {
  public:
+  static constexpr int kBlockOverlay = 1;  // Recompute::block (Block::kMixerOverlay is 0)
   // Plans and allocates parameters, gradients and activations for micro-batches of B sequences
   // of cfg.seq_len tokens on `device`; initialises the parameters from `seed` (Philox streams
   // keyed by parameter number and full-tensor index). `groups`: this rank's process groups,
   // which must outlive the model (null: one process). A split the model cannot take is a usage
   // error (parallel::validate_model_support).
+  // `recompute`: which activations the backward recomputes (model_config.h Recompute).
   Transformer(const ModelConfig& cfg, int batch, kernels::Device device, uint64_t seed,
-              const parallel::ProcessGroups* groups = nullptr);
+              const parallel::ProcessGroups* groups = nullptr,
+              Recompute recompute = Recompute::none);
   ~Transformer();
   Transformer(const Transformer&) = delete;
   Transformer& operator=(const Transformer&) = delete;
@@ -73,6 +76,8 @@ class Transformer {
   void gather_full(const Param& p, const Tensor& local, float* full) const;
   void scatter_full(const Param& p, const float* full, const Tensor& local) const;
   size_t activation_bytes() const { return act_arena_.used(); }
+  // What the recompute overlays saved against keeping every layer's activations.
+  size_t recompute_saved_bytes() const { return recompute_saved_; }
   size_t param_bytes() const { return ps_.param_bytes(); }
 
   // Copies a micro-batch of B whole sequences (host arrays of B * seq_len tokens and targets; a
@@ -123,6 +128,7 @@ class Transformer {
   void run_backward(const Pass& pass, const BlockGradsReady* ready);
 
   ModelConfig cfg_;
+  Recompute recompute_;
   std::unique_ptr<parallel::ProcessGroups> own_groups_;  // when none are given
   const parallel::ProcessGroups* groups_;
   Dims d_;
@@ -142,6 +148,10 @@ class Transformer {
   std::unique_ptr<LmHead> head_;
   Tensor tokens_, targets_, hidden_;   // hidden_: the final norm's output
   Tensor g_resid_, g_tmp_, g_hidden_;  // backward: residual stream, block scratch, d(hidden)
+  // Recompute::block with RMoE: the routing state each block read, kept (the router that wrote
+  // it is overlaid).
+  std::vector<Tensor> state_in_;
+  size_t recompute_saved_ = 0;
   std::vector<int32_t> host_tokens_, host_targets_;  // this rank's part of the batch
   int64_t valid_targets_ = -1;
 };
