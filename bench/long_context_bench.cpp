@@ -168,6 +168,43 @@ StepTime time_steps(const Setup& s, int64_t T, int steps, parallel::Comm& world)
   return {worst[0], worst[1] / std::max(1e-9f, worst[0])};
 }
 
+// The longest multiple of `unit` whose bytes_at(T) is within `budget` (binary search).
+template <class F>
+int64_t longest(int64_t unit, size_t budget, F bytes_at) {
+  int64_t lo = 0, hi = 1;
+  while (bytes_at(hi * unit) <= budget) hi *= 2;
+  while (hi - lo > 1) {
+    const int64_t mid = (lo + hi) / 2;
+    (bytes_at(mid * unit) <= budget ? lo : hi) = mid;
+  }
+  return lo * unit;
+}
+
+// The baseline at its longest T: its step is sparta's at that T with each layer's attention
+// swapped for the materialised one's measured time. Prints its line and JSON.
+void vanilla_run(const Setup& s, int64_t unit, size_t budget, int steps, parallel::Comm& world) {
+  const models::ModelConfig& c = s.cfg;
+  const int64_t Tv =
+      longest(unit, budget, [&](int64_t T) { return state_bytes(s, T) + vanilla_extra(c, T); });
+  const StepTime sv = time_steps(s, Tv, steps, world);
+  const auto [van, ours] =
+      attention_times(c.n_heads, static_cast<int>(Tv), c.d_model / c.n_heads, 3);
+  const double step_v = sv.step_s + c.n_layers * (van - ours);
+  fmt::print(
+      "vanilla (materialised T x T): longest T {}; attention layer fwd+bwd {:.4f} s vanilla vs "
+      "{:.4f} s sparta's block kernel ({:.2f}x); step {:.3f} s\n",
+      Tv, van, ours, van / ours, step_v);
+  const nlohmann::json v = {{"label", "vanilla attention"},
+                            {"ranks", 1},
+                            {"T_max", Tv},
+                            {"step_s", step_v},
+                            {"comm_share", 0.0},
+                            {"attn_vanilla_s", van},
+                            {"attn_sparta_s", ours},
+                            {"budget_mib", static_cast<double>(budget) / 1048576.0}};
+  fmt::print("bench_json: {}\n", v.dump());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -226,16 +263,7 @@ int main(int argc, char** argv) {
       if (b > 4 * budget) break;
     }
     // The longest multiple of `unit` within the budget (binary search on built models).
-    auto longest = [&](auto bytes_at) {
-      int64_t lo = 0, hi = 1;
-      while (bytes_at(hi * unit) <= budget) hi *= 2;
-      while (hi - lo > 1) {
-        const int64_t mid = (lo + hi) / 2;
-        (bytes_at(mid * unit) <= budget ? lo : hi) = mid;
-      }
-      return lo * unit;
-    };
-    const int64_t T_max = longest([&](int64_t T) { return state_bytes(s, T); });
+    const int64_t T_max = longest(unit, budget, [&](int64_t T) { return state_bytes(s, T); });
     const StepTime st = T_max > 0 ? time_steps(s, T_max, steps, *world) : StepTime{};
     nlohmann::json out = {{"label", label},
                           {"ranks", P},
@@ -259,28 +287,7 @@ int main(int argc, char** argv) {
           "{:.3f} s, collectives {:.1f} % of it\n",
           label, budget_mib, T_max, static_cast<double>(out["bytes_at_T_max"]) / 1048576.0,
           st.step_s, 100 * st.comm_share);
-    if (vanilla && P == 1) {
-      const int64_t Tv =
-          longest([&](int64_t T) { return state_bytes(s, T) + vanilla_extra(s.cfg, T); });
-      const StepTime sv = time_steps(s, Tv, steps, *world);
-      const auto [van, ours] = attention_times(heads, static_cast<int>(Tv), d_model / heads, 3);
-      // The baseline's step: sparta's at Tv with each layer's attention swapped for the
-      // materialised one's measured time.
-      const double step_v = sv.step_s + layers * (van - ours);
-      fmt::print(
-          "vanilla (materialised T x T): longest T {}; attention layer fwd+bwd {:.4f} s "
-          "vanilla vs {:.4f} s sparta's block kernel ({:.2f}x); step {:.3f} s\n",
-          Tv, van, ours, van / ours, step_v);
-      nlohmann::json v = {{"label", "vanilla attention"},
-                          {"ranks", 1},
-                          {"T_max", Tv},
-                          {"step_s", step_v},
-                          {"comm_share", 0.0},
-                          {"attn_vanilla_s", van},
-                          {"attn_sparta_s", ours},
-                          {"budget_mib", budget_mib}};
-      fmt::print("bench_json: {}\n", v.dump());
-    }
+    if (vanilla && P == 1) vanilla_run(s, unit, budget, steps, *world);
     if (me == 0) fmt::print("bench_json: {}\n", out.dump());
   } catch (const std::exception& e) {
     fmt::print(stderr, "long_context_bench: {}\n", e.what());
