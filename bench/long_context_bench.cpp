@@ -186,6 +186,10 @@ void vanilla_run(const Setup& s, int64_t unit, size_t budget, int steps, paralle
   const models::ModelConfig& c = s.cfg;
   const int64_t Tv =
       longest(unit, budget, [&](int64_t T) { return state_bytes(s, T) + vanilla_extra(c, T); });
+  if (Tv == 0) {
+    fmt::print("vanilla (materialised T x T): not even T = {} fits the budget\n", unit);
+    return;
+  }
   const StepTime sv = time_steps(s, Tv, steps, world);
   const auto [van, ours] =
       attention_times(c.n_heads, static_cast<int>(Tv), c.d_model / c.n_heads, 3);
