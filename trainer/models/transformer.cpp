@@ -7,7 +7,6 @@
 #include "trainer/models/attention.h"
 #include "trainer/models/mlp.h"
 #include "trainer/models/moe.h"
-#include "trainer/models/ring_attention.h"
 #include "trainer/models/router.h"
 #include "trainer/models/uoe.h"
 
