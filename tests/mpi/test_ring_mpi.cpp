@@ -29,11 +29,11 @@ std::unique_ptr<parallel::Comm> g_world;
 // Rows of this rank's zigzag chunks of a [1, H, Tf, D] tensor, as [1, H, T, D].
 std::vector<float> local_rows(const std::vector<float>& full, int64_t H, int64_t Tf, int64_t D,
                               int rank, int cp) {
-  const int64_t T = Tf / cp, m = T / 2;
+  const int64_t T = Tf / cp;
   std::vector<float> out(static_cast<size_t>(H * T * D));
   for (int64_t h = 0; h < H; ++h)
     for (int64_t i = 0; i < T; ++i) {
-      const int64_t g = RingAttention::chunk_start(i < m ? 0 : 1, m, rank, cp) + i % m;
+      const int64_t g = models::Dims::zigzag_position(i, T, rank, cp);
       std::copy_n(full.begin() + (h * Tf + g) * D, D, out.begin() + (h * T + i) * D);
     }
   return out;
@@ -59,7 +59,7 @@ AttnGrads allgather_attention(parallel::Comm& c, const HostF32& q, const HostF32
   const int P = c.size(), r = c.rank();
   const int64_t T = q.t.dim(2), Tf = T * P, m = T / 2, n = H * T * D;
   const auto pos = [&](int rank, int64_t i) {
-    return RingAttention::chunk_start(i < m ? 0 : 1, m, rank, P) + i % m;
+    return models::Dims::zigzag_position(i, T, rank, P);
   };
   HostF32 mine({2 * n}), all({2 * n * P});
   std::copy(kk.v.begin(), kk.v.end(), mine.v.begin());

@@ -35,13 +35,16 @@ struct Dims {
   bool ring = false;  // cpr > 1
   int64_t Ta = 1;
   static Dims of(const ModelConfig& cfg, int batch, const parallel::ProcessGroups& g);
-  // Position in its sequence of this rank's token i (0..T-1): part cpa_rank of its ring rank's
-  // Ta tokens, which are the zigzag chunks cpr_rank and 2 cpr - 1 - cpr_rank of 2 cpr
-  // (RingAttention); without a ring, tokens [cp_rank * T, (cp_rank + 1) * T).
+  // Zigzag sharding (RingAttention): ring rank r of cp holds `rows` tokens of each sequence,
+  // chunks r and 2 cp - 1 - r of 2 cp chunks of rows / 2, in that order. Row i's position.
+  static int64_t zigzag_position(int64_t i, int64_t rows, int r, int cp) {
+    const int64_t m = rows / 2;
+    return (i < m ? r : 2 * cp - 1 - r) * m + i % m;
+  }
+  // Position in its sequence of this rank's token i (0..T-1): row cpa_rank * T + i of its ring
+  // rank's Ta; without a ring, tokens [cp_rank * T, (cp_rank + 1) * T).
   int64_t token_position(int64_t i) const {
-    if (!ring) return cp_rank * T + i;
-    const int64_t m = Ta / 2, j = cpa_rank * T + i;  // j: row of the ring rank's Ta
-    return (j < m ? cpr_rank : 2 * cpr - 1 - cpr_rank) * m + j % m;
+    return ring ? zigzag_position(cpa_rank * T + i, Ta, cpr_rank, cpr) : cp_rank * T + i;
   }
 };
 

@@ -31,11 +31,10 @@ AttnMask RingAttention::step_mask(int rank, int src, int64_t T) {
 Tensor RingAttention::positions() {
   if (!pos_ready_) {
     std::vector<int32_t> host(static_cast<size_t>(d_.B * d_.Ta));
-    const int64_t m = d_.Ta / 2;
     for (int64_t b = 0; b < d_.B; ++b)
       for (int64_t i = 0; i < d_.Ta; ++i)
         host[static_cast<size_t>(b * d_.Ta + i)] =
-            static_cast<int32_t>(chunk_start(i < m ? 0 : 1, m, d_.cpr_rank, d_.cpr) + i % m);
+            static_cast<int32_t>(Dims::zigzag_position(i, d_.Ta, d_.cpr_rank, d_.cpr));
     k::copy(pos_, Tensor(host.data(), k::DType::i32, k::Device::cpu(), {d_.B, d_.Ta}));
     pos_ready_ = true;
   }

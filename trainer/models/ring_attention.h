@@ -26,10 +26,6 @@ class RingAttention {
   // group (Dims::cpr ranks).
   RingAttention(kernels::ArenaPlan& acts, const Dims& d, parallel::Comm* cp);
 
-  // Global start of this rank's `part` (0: chunk r, 1: chunk 2 cp - 1 - r) of `len` tokens.
-  static int64_t chunk_start(int part, int64_t len, int rank, int cp) {
-    return (part == 0 ? rank : 2 * cp - 1 - rank) * len;
-  }
   // The pairs step `t` computes: rank r against the block of src = (r - t) mod cp.
   static kernels::AttnMask step_mask(int rank, int src, int64_t T);
 
